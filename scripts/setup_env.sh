@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Create the project's virtual environment (.venv) if missing and install the
+# pinned dependencies and segan_lib (editable). Skips what is already done:
+# a stamp records the hash of the pin files last installed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${SEGAN_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+
+if [ ! -x "$VENV/bin/python" ]; then
+    version="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    case "$version" in
+        3.11|3.12) ;;
+        *) echo "setup: Python 3.11 is required (found $PYTHON = $version); set PYTHON=/path/to/python3.11" >&2; exit 1;;
+    esac
+    echo "setup: creating virtual environment $VENV (Python $version)"
+    "$PYTHON" -m venv "$VENV"
+fi
+
+stamp="$VENV/.segan-installed"
+want="$(cat "$ROOT/requirements.lock" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VENV/bin/python" -c "import segan_lib" 2>/dev/null; then
+    exit 0
+fi
+echo "setup: installing pinned dependencies into $VENV (a few minutes the first time)"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements.lock"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e "$ROOT"
+"$VENV/bin/python" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (segan)" >/dev/null
+echo "$want" > "$stamp"
+echo "setup: done"

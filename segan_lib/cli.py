@@ -1,0 +1,219 @@
+"""The `segan` command: one subcommand per step of the study.
+
+Every subcommand reads a profile (params/<name>.yaml, --profile) and takes
+overrides (--set section.key=value). Errors about data or settings print one
+line naming the file and what is wrong, and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from segan_lib import __version__, paths
+from segan_lib.config import Profile, available_profiles, load_profile
+from segan_lib.errors import SeganError
+
+EXIT_BAD_INPUT = 2
+
+
+def _profile_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="quick",
+                   help="settings profile: a name in params/ (%(default)s by default; smoke, quick, paper) or a YAML path")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one setting, e.g. --set preprocess.spacing_mm=2 (repeatable)")
+
+
+def _data_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", nargs="?", default=None,
+                   help="data folder in any supported BraTS layout (default: the profile's data.root)")
+    p.add_argument("--grades", default=None, help="CSV with columns case_id,grade (default: <data>/grades.csv if present)")
+    p.add_argument("--layout", default=None, choices=["brats2015", "brats2018", "brats2023", "msd"],
+                   help="skip detection and read the folder as this layout")
+    p.add_argument("--on-bad-case", choices=["error", "skip"], default=None,
+                   help="stop at the first bad case (error, default) or warn and leave it out (skip)")
+
+
+def _resolve_profile(args) -> Profile:
+    overrides = list(args.overrides)
+    if getattr(args, "data", None):
+        overrides.append(f"data.root={json.dumps(str(Path(args.data).expanduser().resolve()))}")
+    if getattr(args, "grades", None):
+        overrides.append(f"data.grades_file={json.dumps(str(Path(args.grades).expanduser().resolve()))}")
+    if getattr(args, "layout", None):
+        overrides.append(f"data.layout={args.layout}")
+    if getattr(args, "on_bad_case", None):
+        overrides.append(f"data.on_bad_case={args.on_bad_case}")
+    return load_profile(args.profile, overrides)
+
+
+def _open(profile: Profile):
+    from segan_lib.io import open_dataset
+
+    grades = paths.resolve(profile.data.grades_file) if profile.data.grades_file else None
+    return open_dataset(profile.data_root, layout=profile.data.layout, grades=grades,
+                        on_bad_case=profile.data.on_bad_case)
+
+
+# ------------------------------------------------------------------ subcommands
+def cmd_phantom(args) -> int:
+    from segan_lib.phantom import generate_phantom
+
+    profile = load_profile(args.profile, args.overrides)
+    out = paths.resolve(args.out) if args.out else profile.data_root
+    n = args.n if args.n is not None else profile.data.phantom_n
+    seed = args.seed if args.seed is not None else profile.data.phantom_seed
+    voxel = args.voxel_size if args.voxel_size is not None else profile.data.phantom_voxel_size
+    t0 = time.perf_counter()
+    print(f"phantom: {n} subjects, seed {seed}, {voxel:g} mm -> {out}")
+    ids = generate_phantom(out, n=n, seed=seed, voxel_size=voxel, overwrite=args.overwrite,
+                           progress=not args.quiet, workers=args.workers)
+    dt = time.perf_counter() - t0
+    print(f"phantom: {len(ids)} subjects in {out} ({dt:.1f} s)")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from segan_lib.io import format_summary, summarize_dataset
+
+    profile = _resolve_profile(args)
+    ds = _open(profile)
+    summary = summarize_dataset(ds, deep=args.deep)
+    print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
+    return 0
+
+
+def cmd_preprocess(args) -> int:
+    from segan_lib.cache import build_cache
+
+    profile = _resolve_profile(args)
+    ds = _open(profile)
+    cache = build_cache(ds, profile.preprocess, workers=args.workers, on_bad_case=profile.data.on_bad_case)
+    print(f"preprocess: cache at {cache.folder}")
+    if cache.skipped:
+        print(f"preprocess: {len(cache.skipped)} case(s) skipped:", file=sys.stderr)
+        for cid, why in cache.skipped:
+            print(f"  {cid}: {why}", file=sys.stderr)
+    return 0
+
+
+def cmd_split(args) -> int:
+    from segan_lib.splits import default_splits_path, ensure_split
+
+    profile = _resolve_profile(args)
+    ds = _open(profile)
+    grades = {c.case_id: c.grade for c in ds}
+    path = paths.resolve(args.out) if args.out else default_splits_path(profile.data_root)
+    seed = args.seed if args.seed is not None else profile.split.seed
+    split, created = ensure_split(path, grades, seed=seed, fractions=profile.split.fractions,
+                                  stratify=profile.split.stratify, force=args.force)
+    what = "wrote" if created else "reusing existing"
+    counts = split.counts()
+    by = f", stratified by {split.stratified_by}" if split.stratified_by else ", not stratified (grades unknown)"
+    print(f"split: {what} {path}: train {counts['train']}, val {counts['val']}, test {counts['test']} "
+          f"(seed {split.seed}{by})")
+    return 0
+
+
+def cmd_study(args) -> int:
+    from segan_lib.study import run_study
+
+    profile = _resolve_profile(args)
+    only = [s for part in args.only for s in part.split(",") if s] if args.only else None
+    run_study(profile, args.profile, only=only, force=args.force)
+    return 0
+
+
+def cmd_profiles(args) -> int:
+    for name in available_profiles():
+        p = load_profile(name)
+        print(f"{name:8s} {p.description}")
+    if args.show:
+        print(json.dumps(load_profile(args.show, args.overrides).to_dict(), indent=2))
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segan",
+        description="SegAN / SegAN_IO brain-tumour segmentation: data, preprocessing, splits (and, as they come, "
+                    "training, evaluation, transfer and prediction). Run `segan COMMAND --help` for each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"segan_lib {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("phantom", help="generate the embedded BraTS-like phantom data set",
+                       description="Generate a BraTS-like data set (BraTS 2018-2021 layout, labels 0,1,2,4, "
+                                   "grades.csv) from the MNI152 anatomy shipped with nilearn. Same seed, same bytes.")
+    _profile_args(p)
+    p.add_argument("--n", type=int, default=None, help="number of subjects (default: the profile's data.phantom_n)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the profile's data.phantom_seed)")
+    p.add_argument("--out", default=None, help="output folder (default: the profile's data.root)")
+    p.add_argument("--voxel-size", type=float, default=None, help="voxel size in mm (1 = 240x240x155)")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace a phantom made with other parameters")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_phantom)
+
+    p = sub.add_parser("info", help="what layout a data folder has, its cases, grades, shapes and labels",
+                       description="Detect the layout of a data folder and describe it. --deep reads every case "
+                                   "(one at a time) for shapes, spacings and label values.")
+    _profile_args(p)
+    _data_arg(p)
+    p.add_argument("--deep", action="store_true", help="read every case: shapes, spacings, label values")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("preprocess", help="crop, clip and scale every case into the cache",
+                       description="Preprocess every case as the paper does (centre crop, percentile clip, min-max "
+                                   "scale; optional resampling) into data/cache/, keyed by the settings. Cases "
+                                   "already cached with the same settings are skipped.")
+    _profile_args(p)
+    _data_arg(p)
+    p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.set_defaults(func=cmd_preprocess)
+
+    p = sub.add_parser("split", help="the seeded stratified train/val/test split (splits.json)",
+                       description="Write the seeded 80/10/10 split stratified by grade to splits.json beside the "
+                                   "data, or reuse the one there. An existing split is never silently overwritten.")
+    _profile_args(p)
+    _data_arg(p)
+    p.add_argument("--seed", type=int, default=None, help="split seed (default: the profile's split.seed)")
+    p.add_argument("--out", default=None, help="where to write splits.json (default: beside the data)")
+    p.add_argument("--force", action="store_true", help="rewrite an existing split (the old one kept as .bak)")
+    p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("study", help="run every step of the study in order (what run_all.sh calls)",
+                       description="Run the study's steps in order, skipping each step whose outputs are complete "
+                                   "for the same parameters; stops at the first failure naming the notebook and cell.")
+    _profile_args(p)
+    _data_arg(p)
+    p.add_argument("--only", action="append", default=[], metavar="STEP", help="run only these steps (repeatable or comma-separated)")
+    p.add_argument("--force", action="store_true", help="recompute steps even when done")
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("profiles", help="list the settings profiles", description="List params/*.yaml profiles.")
+    _profile_args(p)
+    p.add_argument("--show", metavar="NAME", help="print one profile's resolved settings as JSON")
+    p.set_defaults(func=cmd_profiles)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SeganError as exc:
+        print(f"segan {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"segan {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

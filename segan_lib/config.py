@@ -1,0 +1,265 @@
+"""Typed profiles: params/<name>.yaml loaded into dataclasses, overridable.
+
+A profile is a YAML file with one mapping per section below. Overrides come as
+dotted keys (``train.epochs=3``), from the CLI's ``--set`` or from a notebook's
+parameters cell; an unknown key or a value of the wrong type is a ConfigError
+that names the key, never a silently ignored typo.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from segan_lib import paths
+from segan_lib.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/phantom"  # a BraTS folder of any supported layout; relative to the project root
+    layout: str | None = None  # None = detect from the folder
+    grades_file: str | None = None  # CSV case_id,grade; default <root>/grades.csv when present
+    on_bad_case: str = "error"  # "error" or "skip"
+    # the embedded phantom, generated when root is the phantom folder and it is missing
+    phantom_n: int = 60
+    phantom_seed: int = 0
+    phantom_voxel_size: float = 1.0
+
+    def __post_init__(self):
+        _choice("data.on_bad_case", self.on_bad_case, ("error", "skip"))
+        _positive("data.phantom_n", self.phantom_n)
+        _positive("data.phantom_voxel_size", self.phantom_voxel_size)
+
+
+@dataclass
+class PreprocessConfig:
+    spacing_mm: float = 1.0  # resample to this isotropic spacing first (1.0 = the paper, no resampling on BraTS)
+    crop_shape: tuple[int, int, int] = (180, 180, 128)  # centre crop (pad if smaller), in voxels of that spacing
+    percentiles: tuple[float, float] = (2.0, 98.0)
+    percentile_region: str = "volume"  # "volume" (the paper: background included) or "brain" (non-zero voxels)
+    cache_dtype: str = "float16"
+
+    def __post_init__(self):
+        _positive("preprocess.spacing_mm", self.spacing_mm)
+        for n in self.crop_shape:
+            _positive("preprocess.crop_shape", n)
+        lo, hi = self.percentiles
+        if not 0.0 <= lo < hi <= 100.0:
+            raise ConfigError(f"preprocess.percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}")
+        _choice("preprocess.percentile_region", self.percentile_region, ("volume", "brain"))
+        _choice("preprocess.cache_dtype", self.cache_dtype, ("float16", "float32"))
+
+
+@dataclass
+class SplitConfig:
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+    stratify: bool = True  # by grade, when grades are known
+
+    def __post_init__(self):
+        if any(f < 0 for f in self.fractions) or abs(sum(self.fractions) - 1.0) > 1e-6:
+            raise ConfigError(f"split.fractions must be three non-negative numbers summing to 1, got {self.fractions}")
+
+
+@dataclass
+class ModelConfig:
+    contrasts: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
+    width: int = 64
+    critic_input: str = "concat"  # "concat" (SegAN_IO) or "mask" (SegAN)
+    regions: str = "wt"  # "wt" (whole tumour) or "brats" (wt, tc, et)
+    dice_weight: float = 1.0
+    clip_value: float = 0.05
+
+    def __post_init__(self):
+        from segan_lib.io.case import CONTRASTS
+
+        if not self.contrasts or any(c not in CONTRASTS for c in self.contrasts) or len(set(self.contrasts)) != len(self.contrasts):
+            raise ConfigError(f"model.contrasts must be distinct names among {', '.join(CONTRASTS)}, got {list(self.contrasts)}")
+        _positive("model.width", self.width)
+        _choice("model.critic_input", self.critic_input, ("concat", "mask"))
+        _choice("model.regions", self.regions, ("wt", "brats"))
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 64
+    crop_size: int = 160  # random training crop (in-plane), centre crop for validation
+    learning_rate: float = 2e-5
+    epochs: int = 10000
+    patience: int = 500
+    seed: int = 0
+    slices: str = "all"  # "all" (the paper) or "tumour" (only slices holding tumour)
+
+    def __post_init__(self):
+        for key in ("batch_size", "crop_size", "epochs", "patience"):
+            _positive(f"train.{key}", getattr(self, key))
+        _positive("train.learning_rate", self.learning_rate)
+        _choice("train.slices", self.slices, ("all", "tumour"))
+
+
+@dataclass
+class Profile:
+    name: str = "custom"
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+    def fingerprint(self, *sections: str) -> str:
+        """Short hash of the named sections (all when none): equal settings, equal key."""
+        d = self.to_dict()
+        chosen = {k: d[k] for k in (sections or d.keys()) if k != "name" and k != "description"}
+        blob = json.dumps(chosen, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    @property
+    def data_root(self) -> Path:
+        return paths.resolve(self.data.root)
+
+
+def _choice(key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+
+
+def _positive(key: str, value: Any) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key} must be positive, got {value!r}")
+
+
+def _to_plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in paths.params_dir().glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def load_profile(name_or_path: str | Path = "quick", overrides: Mapping[str, Any] | Iterable[str] | None = None) -> Profile:
+    """Read a profile by name (params/<name>.yaml) or path, then apply overrides.
+
+    overrides: a mapping of dotted keys to values, or strings "section.key=value"
+    whose value is parsed as YAML (so "3", "1e-4", "[t1, flair]" get their types).
+    """
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = paths.params_dir() / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"profile {name_or_path!r} not found (looked for {path}); available: {', '.join(available_profiles())}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"profile file {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"profile file {path} must hold a mapping of sections")
+    raw.setdefault("name", path.stem)
+    profile = _build(Profile, raw, where=str(path))
+    if overrides:
+        profile = apply_overrides(profile, overrides)
+    return profile
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, value = text.split("=", 1)
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def apply_overrides(profile: Profile, overrides: Mapping[str, Any] | Iterable[str]) -> Profile:
+    items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides)
+    d = profile.to_dict()
+    for key, value in items:
+        parts = key.split(".")
+        target = d
+        for part in parts[:-1]:
+            if not isinstance(target.get(part), dict):
+                raise ConfigError(f"unknown setting {key!r}: no section {part!r} (sections: {', '.join(k for k in d if isinstance(d[k], dict))})")
+            target = target[part]
+        if parts[-1] not in target:
+            raise ConfigError(f"unknown setting {key!r}; known in this section: {', '.join(sorted(target))}")
+        target[parts[-1]] = value
+    return _build(Profile, d, where="overrides")
+
+
+def _build(cls: type, raw: Mapping[str, Any], where: str, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(prefix + u for u in sorted(unknown))}; known: {', '.join(sorted(known))}")
+    kwargs = {}
+    for name in known & set(raw):
+        kwargs[name] = _coerce(hints[name], raw[name], f"{prefix}{name}", where)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: {key} must be a mapping of settings, got {value!r}")
+        return _build(tp, value, where, prefix=key + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, key, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: {key} has an invalid value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            value = [value] if args and args[-1] is Ellipsis else value
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: {key} must be a list, got {value!r}")
+        if args and args[-1] is Ellipsis:
+            return tuple(_coerce(args[0], v, key, where) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: {key} must have {len(args)} values, got {len(value)}: {value!r}")
+        return tuple(_coerce(a, v, key, where) for a, v in zip(args, value))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {key} must be text, got {value!r}")
+        return value
+    return value
