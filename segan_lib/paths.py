@@ -1,8 +1,10 @@
 """Every folder the project reads or writes, derived from one root.
 
 The root is the repository checkout (the folder holding pyproject.toml), or
-SEGAN_ROOT when set (e.g. to keep data and runs on a scratch disk of a GPU
-server). Relative paths given by a user or a profile are resolved against it.
+SEGAN_ROOT when set (e.g. to keep data, runs and figures on a scratch disk of a
+GPU server, or in a temporary folder for a test). Relative paths given by a user
+or a profile are resolved against it. Profiles and notebooks are part of the
+code and always come from the checkout.
 """
 from __future__ import annotations
 
@@ -25,8 +27,12 @@ def resolve(path: str | os.PathLike) -> Path:
     return p if p.is_absolute() else (project_root() / p)
 
 
+def checkout_root() -> Path:
+    return _PACKAGE_DIR.parent
+
+
 def params_dir() -> Path:
-    return project_root() / "params"
+    return checkout_root() / "params"
 
 
 def data_dir() -> Path:
@@ -55,4 +61,4 @@ def figures_dir() -> Path:
 
 
 def notebooks_dir() -> Path:
-    return project_root() / "notebooks"
+    return checkout_root() / "notebooks"

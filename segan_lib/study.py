@@ -119,9 +119,12 @@ def study_steps(profile: Profile, profile_name: str) -> list[Step]:
                       "preprocess": profile.to_dict()["preprocess"], "split": profile.to_dict()["split"]}
 
     def run_explore(step: Step, run_dir: Path) -> list[Path]:
+        figures = paths.figures_dir()
+        before = {p: p.stat().st_mtime_ns for p in figures.glob("data_*")}
         nb = run_notebook("01_data_exploration.ipynb", run_dir,
-                          {"profile": profile_name, "data": str(data_root), "out_dir": str(run_dir)})
-        return [nb] + sorted(run_dir.glob("*.png"))
+                          {"profile": profile_name, "data": str(data_root), "out_dir": str(figures)})
+        written = [p for p in sorted(figures.glob("data_*")) if before.get(p) != p.stat().st_mtime_ns]
+        return [nb] + written
 
     steps.append(Step("01_data_exploration", "data exploration notebook (figures of the data set)",
                       explore_params, run_explore))
