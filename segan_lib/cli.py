@@ -117,6 +117,41 @@ def cmd_split(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from segan_lib.runs import train
+
+    overrides = list(args.overrides)
+    if args.contrasts:
+        overrides.append(f"model.contrasts=[{args.contrasts}]")
+    if args.critic_input:
+        overrides.append(f"model.critic_input={args.critic_input}")
+    if args.dice_weight is not None:
+        overrides.append(f"model.dice_weight={args.dice_weight}")
+    if args.regions:
+        overrides.append(f"model.regions={args.regions}")
+    if args.epochs is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    args.overrides = overrides
+    profile = _resolve_profile(args)
+    result = train(profile, args.name, resume=args.resume, init_from=args.init_from,
+                   freeze="critic" if args.freeze_critic else "none", tensorboard=args.tensorboard,
+                   verbose=1 if args.progress else 0)
+    print(f"train: {result.run_dir.name}: best validation Dice {result.best_val_dice:.3f} at epoch "
+          f"{result.best_epoch} of {result.epochs_run} ({result.stopped}); outputs in {result.run_dir}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from segan_lib.evaluation import evaluate_run
+
+    contrasts = [c for c in args.contrasts.split(",") if c] if args.contrasts else None
+    evaluate_run(args.run, subset=args.split, contrasts=contrasts, tag=args.checkpoint,
+                 compute_hd95=not args.no_hd95)
+    return 0
+
+
 def cmd_study(args) -> int:
     from segan_lib.study import run_study
 
@@ -185,6 +220,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="where to write splits.json (default: beside the data)")
     p.add_argument("--force", action="store_true", help="rewrite an existing split (the old one kept as .bak)")
     p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("train", help="train SegAN or SegAN_IO (resumable)",
+                       description="Train one model into runs/<name>/: checkpoints of best and last (both networks, "
+                                   "both optimizers), history.csv, metrics.json. Early stopping on validation Dice "
+                                   "per volume. --resume continues a stopped run exactly.")
+    _profile_args(p)
+    _data_arg(p)
+    p.add_argument("--name", default=None, help="run name (default: from profile, model and seed)")
+    p.add_argument("--contrasts", default=None, help="comma-separated input contrasts, e.g. flair or t1,t1c,t2,flair")
+    p.add_argument("--critic-input", choices=["concat", "mask"], default=None,
+                   help="concat = SegAN_IO (image and segmentation concatenated); mask = SegAN (image x segmentation)")
+    p.add_argument("--dice-weight", type=float, default=None, help="weight of the Dice loss (0 = SegAN without Dice)")
+    p.add_argument("--regions", choices=["wt", "brats"], default=None,
+                   help="wt = whole tumour (the paper); brats = whole tumour, tumour core, enhancing tumour")
+    p.add_argument("--epochs", type=int, default=None, help="maximum number of epochs")
+    p.add_argument("--seed", type=int, default=None, help="initialisation, data order and crops")
+    p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument("--init-from", default=None, metavar="RUN", help="start from another run's best weights (fine-tuning)")
+    p.add_argument("--freeze-critic", action="store_true", help="train only the segmentor (critic frozen)")
+    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
+    p.add_argument("--progress", action="store_true", help="Keras progress bar per epoch")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="per-subject metrics of a trained run on a split",
+                       description="Predict whole volumes of a subset of the split (centre crop, threshold 0.5) and "
+                                   "write per-subject Dice, precision, sensitivity, specificity and HD95 (CSV) and "
+                                   "their summary with bootstrap 95%% intervals (JSON) into the run's folder.")
+    p.add_argument("run", help="run name (in runs/) or folder")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="subset (default test)")
+    p.add_argument("--contrasts", default=None,
+                   help="evaluate on these contrasts instead of the trained ones (e.g. t2 for a FLAIR model)")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--no-hd95", action="store_true", help="skip the Hausdorff distance")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("study", help="run every step of the study in order (what run_all.sh calls)",
                        description="Run the study's steps in order, skipping each step whose outputs are complete "

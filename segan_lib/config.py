@@ -263,3 +263,8 @@ def _coerce(tp: Any, value: Any, key: str, where: str) -> Any:
             raise ConfigError(f"{where}: {key} must be text, got {value!r}")
         return value
     return value
+
+
+def profile_from_dict(d: Mapping[str, Any], where: str = "settings") -> Profile:
+    """A Profile from its to_dict() form (e.g. a run's settings.json)."""
+    return _build(Profile, dict(d), where=where)

@@ -1,0 +1,81 @@
+"""Figures, drawn from arrays and saved results only (no computation of results here).
+
+Figures are made with `matplotlib.figure.Figure` directly (no pyplot state), so
+they can be created in loops, in tests and in papermill runs without leaking;
+Jupyter still displays a returned Figure.
+"""
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+#: display order and titles of the four contrasts
+CONTRAST_TITLES: dict[str, str] = {"t1": "T1", "t1c": "T1c", "t2": "T2", "flair": "FLAIR"}
+#: BraTS 2018-2021 label -> (name, colour)
+LABEL_STYLE: dict[int, tuple[str, str]] = {
+    1: ("necrotic / non-enhancing (1)", "#e41a1c"),
+    2: ("oedema (2)", "#4daf4a"),
+    4: ("enhancing (4)", "#ffd92f"),
+}
+
+
+def tumour_slice(label: np.ndarray) -> int:
+    """Axial index (last axis) holding the most tumour voxels; the middle slice when there is none."""
+    counts = (np.asarray(label) > 0).sum(axis=(0, 1))
+    return int(np.argmax(counts)) if counts.any() else label.shape[2] // 2
+
+
+def _axial(volume: np.ndarray, k: int) -> np.ndarray:
+    """Slice k of an (i, j, k) BraTS volume as an image: rows = j (anterior on top), columns = i."""
+    return np.asarray(volume)[:, :, k].T
+
+
+def _window(image: np.ndarray) -> tuple[float, float]:
+    values = image[image > 0]
+    if values.size == 0:
+        return 0.0, 1.0
+    return 0.0, float(np.percentile(values, 99.5)) or 1.0
+
+
+def subject_overview_figure(images: dict[str, np.ndarray], label: np.ndarray, title: str = "") -> Figure:
+    """One row: T1, T1c, T2, FLAIR at the axial slice with the most tumour, then FLAIR with the label.
+
+    `images` maps 't1', 't1c', 't2', 'flair' (any subset, in that order) to 3-D (i, j, k) arrays;
+    `label` uses the BraTS 2018-2021 values (1 necrotic / non-enhancing, 2 oedema, 4 enhancing).
+    """
+    names = [n for n in CONTRAST_TITLES if n in images]
+    if not names:
+        raise ValueError("subject_overview_figure needs at least one of 't1', 't1c', 't2', 'flair'")
+    k = tumour_slice(label)
+    background = "flair" if "flair" in images else names[-1]
+    n_panels = len(names) + 1
+    fig = Figure(figsize=(3.0 * n_panels, 3.6), layout="constrained")
+    axes = fig.subplots(1, n_panels)
+    for ax, name in zip(axes, names):
+        image = _axial(images[name], k)
+        vmin, vmax = _window(image)
+        ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
+        ax.set_title(CONTRAST_TITLES[name])
+
+    ax = axes[-1]
+    image = _axial(images[background], k)
+    vmin, vmax = _window(image)
+    ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
+    lab = _axial(label, k).astype(int)
+    values = sorted(LABEL_STYLE)
+    index = np.zeros_like(lab)
+    for n, v in enumerate(values, start=1):
+        index[lab == v] = n
+    cmap = ListedColormap([LABEL_STYLE[v][1] for v in values])
+    ax.imshow(np.ma.masked_equal(index, 0), cmap=cmap, vmin=0.5, vmax=len(values) + 0.5, alpha=0.5,
+              interpolation="nearest")
+    ax.set_title(f"{CONTRAST_TITLES.get(background, background)} + label")
+    handles = [Patch(color=LABEL_STYLE[v][1], label=LABEL_STYLE[v][0]) for v in values]
+    ax.legend(handles=handles, loc="lower right", fontsize=6, framealpha=0.7)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{title}  (axial slice {k})".strip() if title else f"axial slice {k}")
+    return fig

@@ -1,0 +1,249 @@
+"""One training run from a profile: data, models, fit, checkpoints, exact resume.
+
+runs/<run name>/
+    settings.json          the resolved profile and the run's own options (written first)
+    history.csv            one row per epoch: losses, train and validation metrics, seconds
+    checkpoints/last.npz   segmentor, critic, both optimizers' state, after the last finished epoch
+    checkpoints/last.json  its epoch, the early-stopping state, the data-order seed, the history so far
+    checkpoints/best.npz   the same at the epoch with the best validation Dice (+ best.json)
+    metrics.json           written at the end: best epoch and its validation metrics, stop reason
+Every file is written to a temporary name and renamed. A checkpoint is written
+only after the epoch's losses were checked finite, so the last good one survives
+a diverging run. `resume=True` restarts after the epoch of last.npz; the data
+order and crops of every epoch depend only on (seed, epoch), so a resumed run
+ends with the same weights as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from segan_lib import paths
+from segan_lib.atomic import atomic_path, atomic_write_json, atomic_write_text
+from segan_lib.config import Profile
+from segan_lib.errors import SeganError
+
+CHECKPOINTS = "checkpoints"
+
+
+class TrainingError(SeganError):
+    pass
+
+
+def default_run_name(profile: Profile, freeze: str = "none", init_from: str | None = None) -> str:
+    m = profile.model
+    name = f"{profile.name}_{'segan-io' if m.critic_input == 'concat' else 'segan'}_{'-'.join(m.contrasts)}"
+    if m.dice_weight != 1.0:
+        name += f"_dice{m.dice_weight:g}"
+    if m.regions != "wt":
+        name += f"_{m.regions}"
+    if init_from:
+        name += f"_from-{Path(init_from).name}_{'seg' if freeze == 'critic' else 'full'}"
+    return name + f"_seed{profile.train.seed}"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    best_epoch: int
+    best_val_dice: float
+    epochs_run: int
+    stopped: str
+    history: list[dict]
+
+
+# ---------------------------------------------------------------- checkpoint files
+def save_checkpoint(run_dir: Path, tag: str, model, meta: dict) -> None:
+    from segan_lib.training import state_arrays
+
+    folder = run_dir / CHECKPOINTS
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / f"{tag}.npz", suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **state_arrays(model))
+    atomic_write_json(folder / f"{tag}.json", meta)  # after the arrays: the pair is complete once this exists
+
+
+def read_checkpoint(run_dir: Path, tag: str) -> tuple[dict, dict]:
+    folder = Path(run_dir) / CHECKPOINTS
+    meta_path, arr_path = folder / f"{tag}.json", folder / f"{tag}.npz"
+    if not meta_path.is_file() or not arr_path.is_file():
+        raise TrainingError(f"no '{tag}' checkpoint in {run_dir} (expected {arr_path.name} and {meta_path.name})")
+    try:
+        meta = json.loads(meta_path.read_text())
+        with np.load(arr_path) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise TrainingError(f"checkpoint {arr_path} cannot be read ({exc.__class__.__name__}: {exc})") from None
+    return meta, arrays
+
+
+def write_history(run_dir: Path, history: list[dict]) -> None:
+    import pandas as pd
+
+    atomic_write_text(run_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
+
+
+# ---------------------------------------------------------------- callbacks
+def _make_callbacks(run_dir, model_ref, val_data, state, patience, batch_size, log):
+    import keras
+
+    from segan_lib.evaluation import predict_slices, volume_metrics_table
+
+    class EpochEnd(keras.callbacks.Callback):
+        """Validation per volume, non-finite check, checkpoints, early stopping, history: in that order."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            bad = {k: v for k, v in (logs or {}).items() if not math.isfinite(float(v))}
+            if bad:
+                state["stopped"] = "non-finite loss"
+                self.model.stop_training = True
+                raise TrainingError(
+                    f"non-finite loss at epoch {state['epoch_now'] + 1}, batch {batch + 1}: "
+                    + ", ".join(f"{k}={float(v)}" for k, v in bad.items())
+                    + f"; the last good checkpoint ({run_dir / CHECKPOINTS / 'last.npz'}) is left as it was")
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = dict(logs or {})
+            val = volume_metrics_table(predict_slices(model_ref.segmentor, val_data, batch_size), val_data)
+            row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
+                   "val_dice": float(val["dice"].mean()), "val_precision": float(val["precision"].mean()),
+                   "val_sensitivity": float(val["sensitivity"].mean()),
+                   "val_dice_loss": float(val.attrs["slice_dice_loss"]),
+                   "seconds": round(time.perf_counter() - self._t0, 2)}
+            logs.update({k: row[k] for k in ("val_dice", "val_precision", "val_sensitivity", "val_dice_loss")})
+            state["history"].append(row)
+            es = state["early_stopping"]
+            improved = row["val_dice"] > es["best"]
+            if improved:
+                es.update(best=row["val_dice"], best_epoch=epoch + 1, wait=0)
+            else:
+                es["wait"] += 1
+            meta = {"epoch": epoch + 1, "seed": state["seed"], "rng": {"data_order": [state["seed"], epoch + 1]},
+                    "early_stopping": dict(es), "history": state["history"]}
+            if improved:
+                save_checkpoint(run_dir, "best", model_ref, meta)
+            save_checkpoint(run_dir, "last", model_ref, meta)
+            write_history(run_dir, state["history"])
+            state["epoch_now"] = epoch + 1
+            if log:
+                log(f"epoch {epoch + 1}: seg_loss {row.get('seg_loss', float('nan')):.4f}  "
+                    f"train dice {row.get('dice', float('nan')):.3f}  val dice (per volume) {row['val_dice']:.3f}"
+                    f"{'  *best*' if improved else ''}  ({row['seconds']:.0f} s)")
+            if es["wait"] >= patience:
+                state["stopped"] = f"early stopping: no better validation Dice for {patience} epochs"
+                self.model.stop_training = True
+
+    return [EpochEnd()]
+
+
+# ---------------------------------------------------------------- the run
+def train(profile: Profile, run_name: str | None = None, *, resume: bool = False, init_from: str | Path | None = None,
+          freeze: str = "none", max_epochs: int | None = None, tensorboard: bool = False, verbose: int = 0,
+          log=print) -> RunResult:
+    """Train one model as the profile says; see the module docstring for what is written."""
+    import keras
+
+    from segan_lib.cache import open_cache
+    from segan_lib.models import build_critic, build_segmentor
+    from segan_lib.pipeline import load_slices, steps_per_epoch, train_dataset
+    from segan_lib.splits import default_splits_path, load_split
+    from segan_lib.training import SegAN, load_state_arrays
+
+    run_name = run_name or default_run_name(profile, freeze, init_from)
+    run_dir = paths.runs_dir() / run_name
+    settings = {"run_name": run_name, "profile": profile.to_dict(), "freeze": freeze,
+                "init_from": str(init_from) if init_from else None, "data_root": str(profile.data_root)}
+    if (run_dir / CHECKPOINTS / "last.json").exists() and not resume:
+        raise TrainingError(f"run {run_name} already has checkpoints in {run_dir}: pass resume=True (--resume) to "
+                            "continue it, or choose another run name; nothing was changed")
+    if resume:
+        old = json.loads((run_dir / "settings.json").read_text()) if (run_dir / "settings.json").exists() else None
+        if old is None:
+            raise TrainingError(f"cannot resume {run_name}: no settings.json in {run_dir}")
+        for key in ("profile", "freeze", "init_from"):
+            if key == "profile":
+                a, b = dict(old[key]), dict(settings[key])
+                a["train"] = {k: v for k, v in a["train"].items() if k not in ("epochs", "patience")}
+                b["train"] = {k: v for k, v in b["train"].items() if k not in ("epochs", "patience")}
+            else:
+                a, b = old[key], settings[key]
+            if a != b:
+                raise TrainingError(f"cannot resume {run_name}: its {key} settings differ from the ones given now "
+                                    f"(see {run_dir / 'settings.json'})")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "settings.json", settings)
+
+    seed = profile.train.seed
+    keras.utils.set_random_seed(seed)
+    _deterministic_ops()
+    cache = open_cache(profile.data_root, profile.preprocess)
+    split = load_split(default_splits_path(profile.data_root), case_ids=cache.case_ids)
+    m, t = profile.model, profile.train
+    train_data = load_slices(cache, split.train, m.contrasts, m.regions, t.slices)
+    val_data = load_slices(cache, split.val, m.contrasts, m.regions, "all")
+    n_out = train_data.masks.shape[-1]
+    segmentor = build_segmentor(len(m.contrasts), width=m.width, n_outputs=n_out, seed=seed)
+    critic = build_critic(len(m.contrasts), n_seg_channels=n_out, input_mode=m.critic_input, width=m.width,
+                          clip_value=m.clip_value, seed=seed)
+    model = SegAN(segmentor, critic, dice_weight=m.dice_weight, freeze=freeze)
+    model.compile(learning_rate=t.learning_rate)
+    h, w = train_data.images.shape[1:3]
+    crop = min(t.crop_size, h, w)
+    model(np.zeros((1, crop, crop, len(m.contrasts)), np.float32))
+
+    state = {"seed": seed, "history": [], "epoch_now": 0, "stopped": "finished all epochs",
+             "early_stopping": {"best": -1.0, "best_epoch": 0, "wait": 0}}
+    initial_epoch = 0
+    if init_from:
+        meta, arrays = read_checkpoint(paths.resolve(init_from), "best")
+        load_state_arrays(model, arrays, groups=("segmentor", "critic"), where=f"initial weights from {init_from}")
+        log and log(f"train: initial segmentor and critic from {init_from} (epoch {meta['epoch']})")
+    if resume:
+        meta, arrays = read_checkpoint(run_dir, "last")
+        load_state_arrays(model, arrays, where=str(run_dir / CHECKPOINTS / "last.npz"))
+        initial_epoch = int(meta["epoch"])
+        state.update(history=meta["history"], epoch_now=initial_epoch, early_stopping=meta["early_stopping"])
+        write_history(run_dir, state["history"])  # drop rows of an epoch that had not been checkpointed
+        log and log(f"train: resuming {run_name} after epoch {initial_epoch}")
+
+    epochs = min(t.epochs, max_epochs) if max_epochs else t.epochs
+    if state["early_stopping"]["wait"] >= t.patience or initial_epoch >= epochs:
+        log and log(f"train: {run_name} is already complete")
+    else:
+        steps = steps_per_epoch(len(train_data), t.batch_size)
+        ds = train_dataset(train_data, t.batch_size, crop, seed, initial_epoch, epochs)
+        callbacks = _make_callbacks(run_dir, model, val_data, state, t.patience, t.batch_size, log)
+        if tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard")))
+        log and log(f"train: {run_name}: {len(train_data)} training slices ({len(split.train)} cases), "
+                    f"{len(split.val)} validation cases, {steps} steps of {t.batch_size} per epoch, "
+                    f"epochs {initial_epoch + 1}..{epochs}")
+        model.fit(ds, steps_per_epoch=steps, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
+                  verbose=verbose)
+    es = state["early_stopping"]
+    result = RunResult(run_dir, es["best_epoch"], es["best"], state["epoch_now"], state["stopped"], state["history"])
+    atomic_write_json(run_dir / "metrics.json", {
+        "run_name": run_name, "best_epoch": es["best_epoch"], "best_val_dice": es["best"],
+        "epochs_run": state["epoch_now"], "stopped": state["stopped"],
+        "validation_protocol": "Dice, precision and sensitivity per 3-D volume (preprocessed crop), mean over volumes",
+        "best_validation": next((r for r in state["history"] if r["epoch"] == es["best_epoch"]), None),
+    })
+    return result
+
+
+def _deterministic_ops() -> None:
+    try:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # other backends: nothing to switch on
+        pass
