@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ from segan_lib.config import Profile, available_profiles, load_profile
 from segan_lib.errors import SeganError
 
 EXIT_BAD_INPUT = 2
+# TensorFlow's start-up chatter (CUDA probing, oneDNN notices) says nothing a user can act on
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _profile_args(p: argparse.ArgumentParser) -> None:

@@ -268,3 +268,19 @@ def _coerce(tp: Any, value: Any, key: str, where: str) -> Any:
 def profile_from_dict(d: Mapping[str, Any], where: str = "settings") -> Profile:
     """A Profile from its to_dict() form (e.g. a run's settings.json)."""
     return _build(Profile, dict(d), where=where)
+
+
+def profile_overrides(profile: Profile, base: str | Path | None = None) -> dict[str, Any]:
+    """The dotted settings in which `profile` differs from the named base profile (its own name by default).
+
+    Passing them with the base name (to a notebook, another process) rebuilds the same profile.
+    """
+    base_dict = load_profile(base or profile.name).to_dict()
+    out: dict[str, Any] = {}
+    for section, values in profile.to_dict().items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            if base_dict[section].get(key) != value:
+                out[f"{section}.{key}"] = value
+    return out

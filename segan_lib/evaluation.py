@@ -27,8 +27,11 @@ def predict_slices(segmentor, data: SliceSet, batch_size: int = 32) -> np.ndarra
     out = np.empty(data.masks.shape, np.float32)
     for s in range(0, len(data), batch_size):
         x, cut = pad_to_multiple(np.asarray(data.images[s:s + batch_size], np.float32))
-        p = segmentor.predict_on_batch(x)
-        out[s:s + len(x)] = np.asarray(p)[cut]
+        n = len(x)
+        if n < batch_size:  # one batch shape: the predict function is traced once
+            x = np.concatenate([x, np.zeros((batch_size - n, *x.shape[1:]), x.dtype)])
+        p = np.asarray(segmentor.predict_on_batch(x))[:n]
+        out[s:s + n] = p[cut]
     return out
 
 

@@ -79,3 +79,19 @@ def subject_overview_figure(images: dict[str, np.ndarray], label: np.ndarray, ti
         ax.set_yticks([])
     fig.suptitle(f"{title}  (axial slice {k})".strip() if title else f"axial slice {k}")
     return fig
+
+
+def save_figure(fig, path_without_suffix, formats=("png", "pdf"), dpi: int = 120) -> list:
+    """Save a figure as PNG and PDF (atomically: a reader never sees half a file); returns the paths."""
+    from pathlib import Path
+
+    from segan_lib.atomic import atomic_path
+
+    base = Path(path_without_suffix)
+    written = []
+    for fmt in formats:
+        target = base.with_name(f"{base.name}.{fmt}")
+        with atomic_path(target, suffix=f".{fmt}") as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
+        written.append(target)
+    return written

@@ -228,7 +228,7 @@ def train(profile: Profile, run_name: str | None = None, *, resume: bool = False
                     f"{len(split.val)} validation cases, {steps} steps of {t.batch_size} per epoch, "
                     f"epochs {initial_epoch + 1}..{epochs}")
         model.fit(ds, steps_per_epoch=steps, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
-                  verbose=verbose)
+                  shuffle=False, verbose=verbose)  # the order comes from epoch_plan
     es = state["early_stopping"]
     result = RunResult(run_dir, es["best_epoch"], es["best"], state["epoch_now"], state["stopped"], state["history"])
     atomic_write_json(run_dir / "metrics.json", {

@@ -17,7 +17,7 @@ from typing import Callable
 
 from segan_lib import paths
 from segan_lib.atomic import atomic_write_json
-from segan_lib.config import Profile
+from segan_lib.config import Profile, profile_overrides
 from segan_lib.errors import SeganError
 
 
@@ -115,14 +115,15 @@ def study_steps(profile: Profile, profile_name: str) -> list[Step]:
     steps.append(Step("split", "the seeded stratified split", {**data_params, "split": profile.to_dict()["split"]},
                       run_split))
 
-    explore_params = {"profile": profile_name, "data": str(data_root),
+    explore_params = {"profile": profile_name, "data": str(data_root), "notebook_version": 1,
                       "preprocess": profile.to_dict()["preprocess"], "split": profile.to_dict()["split"]}
 
     def run_explore(step: Step, run_dir: Path) -> list[Path]:
         figures = paths.figures_dir()
         before = {p: p.stat().st_mtime_ns for p in figures.glob("data_*")}
         nb = run_notebook("01_data_exploration.ipynb", run_dir,
-                          {"profile": profile_name, "data": str(data_root), "out_dir": str(figures)})
+                          {"profile": profile_name, "overrides": profile_overrides(profile, profile_name),
+                           "out_dir": str(figures)})
         written = [p for p in sorted(figures.glob("data_*")) if before.get(p) != p.stat().st_mtime_ns]
         return [nb] + written
 

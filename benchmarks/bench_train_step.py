@@ -1,0 +1,131 @@
+"""Training-step throughput of SegAN_IO next to this machine's float32 matrix-multiply rate.
+
+    .venv/bin/python benchmarks/bench_train_step.py [--shapes paper,quick] [--steps 5] [--json out.json]
+
+For each shape: slices/s of the full adversarial step (critic update, then
+segmentor update) on random data, the model FLOPs per slice counted from the
+convolution layers, and the achieved FLOP/s as a fraction of the float32 GEMM
+rate measured in the same run (TensorFlow matmul, 2048x2048, best of several).
+
+FLOPs per slice: S = segmentor forward, C = critic forward (2 * output pixels *
+k * k * in * out per convolution; batch norm, activations and upsampling not
+counted). One step costs about 4 S + 9 C: critic update = S + 2 C forward and
+4 C backward (weights and inputs, real and fake); segmentor update = S + 2 C
+forward, C backward through the critic's fake branch, 2 S backward.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHAPES = {
+    # name: (crop, batch, width, contrasts)
+    "paper-b16-c1": (160, 16, 64, 1),
+    "paper-b16-c4": (160, 16, 64, 4),
+    "paper-b64-c4": (160, 64, 64, 4),
+    "quick-b16-c4": (80, 16, 16, 4),
+}
+
+
+def conv_flops(model, h: int, w: int) -> float:
+    """Forward FLOPs of the Conv2D layers of a functional model for one h x w input."""
+    import keras
+
+    total = 0.0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            out_shape = layer.output.shape  # (None, H', W', F) with None spatial: derive from strides
+            k = layer.kernel_size[0] * layer.kernel_size[1]
+            cin = layer.input.shape[-1]
+            total += 2.0 * k * cin * layer.filters * _out_pixels(model, layer, h, w)
+    return total
+
+
+def _out_pixels(model, layer, h, w):
+    import keras
+    import numpy as np
+
+    sub = keras.Model(model.inputs, layer.output)
+    n_in = len(model.inputs)
+    shapes = [(1, h, w, int(i.shape[-1])) for i in model.inputs]
+    out = sub([np.zeros(s, "float32") for s in shapes] if n_in > 1 else np.zeros(shapes[0], "float32"))
+    return int(out.shape[1] * out.shape[2])
+
+
+def gemm_rate(n: int = 2048, repeats: int = 5) -> float:
+    import tensorflow as tf
+
+    a = tf.random.uniform((n, n), dtype=tf.float32)
+    b = tf.random.uniform((n, n), dtype=tf.float32)
+    mm = tf.function(lambda x, y: tf.linalg.matmul(x, y))
+    mm(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        mm(a, b).numpy()
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best
+
+
+def bench_shape(name, crop, batch, width, channels, steps):
+    import keras
+    import numpy as np
+
+    from segan_lib.models import build_critic, build_segmentor
+    from segan_lib.training import SegAN
+
+    keras.utils.set_random_seed(0)
+    seg = build_segmentor(channels, width=width, seed=0)
+    critic = build_critic(channels, input_mode="concat", width=width, seed=0)
+    s_flops = conv_flops(seg, crop, crop)
+    c_flops = conv_flops(critic, crop, crop)
+    model = SegAN(seg, critic)
+    model.compile(learning_rate=2e-5)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, crop, crop, channels), dtype=np.float32)
+    y = (rng.random((batch, crop, crop, 1)) > 0.9).astype(np.float32)
+    model.train_on_batch(x, y)  # trace and warm up
+    model.train_on_batch(x, y)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    dt = (time.perf_counter() - t0) / steps
+    per_slice = 4 * s_flops + 9 * c_flops
+    return {"shape": name, "crop": crop, "batch": batch, "width": width, "contrasts": channels,
+            "segmentor_params": seg.count_params(), "segmentor_gflop": s_flops / 1e9, "critic_gflop": c_flops / 1e9,
+            "step_gflop_per_slice": per_slice / 1e9, "seconds_per_step": dt, "slices_per_s": batch / dt,
+            "achieved_gflops": per_slice * batch / dt / 1e9}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shapes", default="paper-b16-c1,paper-b16-c4,quick-b16-c4",
+                    help=f"comma-separated, from {', '.join(SHAPES)}")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args()
+    import tensorflow as tf
+
+    rate = gemm_rate()
+    print(f"float32 matmul (TensorFlow, 2048^2): {rate / 1e9:.1f} GFLOP/s on {os.cpu_count()} cores "
+          f"(TF {tf.__version__})")
+    rows = []
+    for name in args.shapes.split(","):
+        r = bench_shape(name, *SHAPES[name], steps=args.steps)
+        r["fraction_of_matmul"] = r["achieved_gflops"] * 1e9 / rate
+        rows.append(r)
+        print(f"{name:14s} {r['crop']}x{r['crop']} batch {r['batch']:3d} width {r['width']:2d} c{r['contrasts']}: "
+              f"{r['slices_per_s']:7.1f} slices/s  {r['step_gflop_per_slice']:6.2f} GFLOP/slice  "
+              f"{r['achieved_gflops']:6.1f} GFLOP/s = {100 * r['fraction_of_matmul']:.0f}% of matmul")
+    if args.json:
+        from segan_lib.atomic import atomic_write_json
+
+        atomic_write_json(args.json, {"matmul_gflops": rate / 1e9, "results": rows})
+
+
+if __name__ == "__main__":
+    main()

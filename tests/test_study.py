@@ -1,0 +1,59 @@
+"""The study driver (run_all.sh): steps in order, skipped when done, recomputed with --force."""
+import json
+
+import pytest
+
+from segan_lib import paths
+from segan_lib.config import load_profile
+from segan_lib.study import run_study
+
+
+@pytest.fixture
+def smoke_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGAN_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def test_study_runs_each_step_then_skips_then_forces(smoke_root):
+    profile = load_profile("smoke", ["data.phantom_n=10"])
+    lines = []
+    steps = run_study(profile, "smoke", log=lines.append)
+    names = [s.name for s in steps]
+    assert names == ["phantom", "preprocess", "split", "01_data_exploration"]
+    assert any("[1/4] phantom" in line for line in lines)
+    assert (profile.data_root / "splits.json").exists()
+    for fig in ("data_tumour_volumes", "data_intensities", "data_subject_HGG", "data_subject_LGG"):
+        assert (paths.figures_dir() / f"{fig}.png").exists() and (paths.figures_dir() / f"{fig}.pdf").exists()
+    executed = steps[-1].run_dir / "01_data_exploration.ipynb"
+    assert executed.exists()
+    nb = json.loads(executed.read_text())
+    assert any(c.get("metadata", {}).get("tags") == ["injected-parameters"] for c in nb["cells"])
+
+    lines.clear()
+    run_study(profile, "smoke", log=lines.append)
+    assert sum("already done" in line for line in lines) == 4
+
+    lines.clear()
+    marker = steps[2].run_dir / "step.json"
+    before = json.loads(marker.read_text())["finished"]
+    run_study(profile, "smoke", only=["split", "preprocess"], force=True, log=lines.append)
+    assert not any("already done" in line for line in lines)
+    assert any("[1/2] preprocess" in line for line in lines)
+    assert json.loads(marker.read_text())["params"] == json.loads(json.dumps(steps[2].params))
+
+
+def test_changed_parameters_rerun_the_step(smoke_root):
+    profile = load_profile("smoke", ["data.phantom_n=10"])
+    run_study(profile, "smoke", only=["phantom", "preprocess", "split"], log=lambda s: None)
+    lines = []
+    other = load_profile("smoke", ["data.phantom_n=10", "preprocess.percentiles=[1, 99]"])
+    run_study(other, "smoke", only=["phantom", "preprocess", "split"], log=lines.append)
+    assert any("phantom: already done" in line for line in lines)
+    assert any("[2/3] preprocess: crop" in line for line in lines)
+
+
+def test_unknown_step_is_named(smoke_root):
+    from segan_lib.errors import SeganError
+
+    with pytest.raises(SeganError, match="unknown step.*nope"):
+        run_study(load_profile("smoke"), "smoke", only=["nope"], log=lambda s: None)
