@@ -131,3 +131,39 @@ def evaluate_run(run: str | Path, subset: str = "test", contrasts: Sequence[str]
         log(f"evaluate: {run_dir.name} on {subset} ({', '.join(contrasts)}): Dice {d['mean']:.3f} "
             f"[{d['ci_low']:.3f}, {d['ci_high']:.3f}] over {len(table)} volumes -> {run_dir / (tag_name + '.csv')}")
     return table, summary
+
+
+def predict_cases(run: str | Path, case_ids: Sequence[str], contrasts: Sequence[str] | None = None,
+                  tag: str = "best") -> dict[str, dict]:
+    """Whole preprocessed volumes of some cases with a run's prediction, for viewers.
+
+    Returns case id -> {"images": {contrast: (X, Y, Z)}, "truth": (X, Y, Z) bool, "probability": (X, Y, Z),
+    "prediction": (X, Y, Z) bool}; the first region (whole tumour) only.
+    """
+    from segan_lib.cache import open_cache
+    from segan_lib.pipeline import load_slices
+
+    run_dir = paths.runs_dir() / str(run) if (paths.runs_dir() / str(run)).exists() else paths.resolve(run)
+    model, profile = load_run_models(run_dir, tag)
+    contrasts = tuple(contrasts) if contrasts else tuple(profile.model.contrasts)
+    cache = open_cache(profile.data_root, profile.preprocess)
+    data = load_slices(cache, list(case_ids), contrasts, profile.model.regions, "all")
+    probs = predict_slices(model.segmentor, data, batch_size=profile.train.batch_size)
+    out = {}
+    for ci, cid in enumerate(data.case_ids):
+        sel = np.flatnonzero(data.case_index == ci)
+        sel = sel[np.argsort(data.slice_index[sel])]
+        to_xyz = lambda a: np.moveaxis(a, 0, -1)  # (Z, X, Y) -> (X, Y, Z)
+        out[cid] = {
+            "images": {c: to_xyz(np.asarray(data.images[sel, ..., i], np.float32)) for i, c in enumerate(contrasts)},
+            "truth": to_xyz(data.masks[sel, ..., 0] > 0),
+            "probability": to_xyz(probs[sel, ..., 0]),
+            "prediction": to_xyz(probs[sel, ..., 0] > THRESHOLD),
+        }
+    return out
+
+
+def run_folder(run: str | Path) -> Path:
+    """A run given by name (in runs/) or by path."""
+    named = paths.runs_dir() / str(run)
+    return named if named.exists() else paths.resolve(run)

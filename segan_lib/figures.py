@@ -95,3 +95,90 @@ def save_figure(fig, path_without_suffix, formats=("png", "pdf"), dpi: int = 120
             fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
         written.append(target)
     return written
+
+
+def validation_curves_figure(histories: dict, column: str = "val_dice_loss", title: str = "") -> Figure:
+    """Fig. 2: a validation curve per model (label -> history DataFrame with 'epoch' and `column`)."""
+    fig = Figure(figsize=(6.4, 3.6))
+    ax = fig.add_subplot(1, 1, 1)
+    for label, history in histories.items():
+        ax.plot(history["epoch"], history[column], marker="o", markersize=3, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(column.replace("_", " "))
+    ax.set_title(title or f"{column.replace('_', ' ')} per epoch")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def transfer_heatmap_figure(matrix: dict, title: str = "Dice of each single-contrast model on each contrast") -> Figure:
+    """Fig. 3: heatmap of mean Dice (rows: trained on, columns: tested on) with 95% intervals,
+    beside the same matrix from the paper's released results (matrix: tables.transfer_matrix output)."""
+    panels = [("this study", matrix["mean"], matrix.get("ci_low"), matrix.get("ci_high"))]
+    if "paper" in matrix:
+        panels.append(("paper (per volume)", matrix["paper"], None, None))
+    fig = Figure(figsize=(5.2 * len(panels), 4.6))
+    for p, (name, mean, lo, hi) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), p + 1)
+        values = mean.to_numpy(dtype=float)
+        im = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(values.shape[1]), list(mean.columns))
+        ax.set_yticks(range(values.shape[0]), list(mean.index))
+        ax.set_xlabel("tested on")
+        ax.set_ylabel("trained on")
+        ax.set_title(name)
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                text = f"{values[i, j]:.2f}"
+                if lo is not None and hi is not None:
+                    text += f"\n[{lo.iloc[i, j]:.2f}, {hi.iloc[i, j]:.2f}]"
+                ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                        color="black" if values[i, j] > 0.6 else "white")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="Dice")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves_figure(history, title: str = "") -> Figure:
+    """Losses and validation metrics of one run per epoch (history.csv as a DataFrame)."""
+    fig = Figure(figsize=(11, 3.4))
+    axes = [fig.add_subplot(1, 3, i + 1) for i in range(3)]
+    for col in ("seg_loss", "dice_loss", "val_dice_loss"):
+        if col in history:
+            axes[0].plot(history["epoch"], history[col], label=col.replace("_", " "))
+    for col in ("l1",):
+        if col in history:
+            axes[1].plot(history["epoch"], history[col], label="multi-scale L1 (critic gap)")
+    for col in ("dice", "val_dice", "val_precision", "val_sensitivity"):
+        if col in history:
+            axes[2].plot(history["epoch"], history[col], label=("train " if col == "dice" else "") + col.replace("_", " "))
+    for ax, name in zip(axes, ("losses", "adversarial term", "Dice (validation per volume)")):
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def metric_distributions_figure(table, metrics=("dice", "precision", "sensitivity", "hd95"), title: str = "") -> Figure:
+    """Per-subject metric distributions (box plot with the subjects as points)."""
+    present = [m for m in metrics if m in table]
+    fig = Figure(figsize=(2.6 * len(present), 3.4))
+    rng = np.random.default_rng(0)
+    for i, m in enumerate(present):
+        ax = fig.add_subplot(1, len(present), i + 1)
+        values = table[m].dropna().to_numpy()
+        ax.boxplot(values, widths=0.5)
+        ax.scatter(1 + rng.uniform(-0.12, 0.12, len(values)), values, s=12, alpha=0.7)
+        ax.set_title(m if m != "hd95" else "HD95 (mm)")
+        ax.set_xticks([])
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

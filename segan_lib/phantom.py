@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from segan_lib.atomic import atomic_write_text
 from segan_lib.errors import ConfigError, DataError
 
 # ----------------------------------------------------------------------------------------
@@ -695,12 +696,6 @@ def write_subject(subject: PhantomSubject, out_dir: str | os.PathLike) -> Path:
     return final
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _case_complete(case_dir: Path, case_id: str) -> bool:
     return case_dir.is_dir() and all(p.is_file() and p.stat().st_size > 0 for p in case_files(case_dir, case_id).values())
 
@@ -769,7 +764,7 @@ def generate_phantom(out_dir: str | os.PathLike, n: int = 60, seed: int = 0, vox
         for p in (meta_path, grades_path):
             p.unlink(missing_ok=True)
 
-    _atomic_write_text(meta_path, json.dumps({**params, **_provenance()}, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(meta_path, json.dumps({**params, **_provenance()}, indent=2, sort_keys=True) + "\n")
     todo = [(out, int(seed), i, grades[i], params["voxel_size"]) for i, cid in enumerate(case_ids)
             if not _case_complete(out / cid, cid)]
     t0 = time.perf_counter()
@@ -790,5 +785,5 @@ def generate_phantom(out_dir: str | os.PathLike, n: int = 60, seed: int = 0, vox
             report(done, _generate_one(job))
 
     lines = ["case_id,grade"] + [f"{cid},{g}" for cid, g in zip(case_ids, grades)]
-    _atomic_write_text(grades_path, "\n".join(lines) + "\n")
+    atomic_write_text(grades_path, "\n".join(lines) + "\n")
     return case_ids

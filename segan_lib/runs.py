@@ -247,3 +247,12 @@ def _deterministic_ops() -> None:
         tf.config.experimental.enable_op_determinism()
     except Exception:  # other backends: nothing to switch on
         pass
+
+
+def has_checkpoint(run_name: str) -> bool:
+    return (paths.runs_dir() / run_name / CHECKPOINTS / "last.json").exists()
+
+
+def train_or_resume(profile: Profile, run_name: str, **kwargs) -> RunResult:
+    """Train a run, or continue it from its last checkpoint when it has one (a finished run returns at once)."""
+    return train(profile, run_name, resume=has_checkpoint(run_name), **kwargs)

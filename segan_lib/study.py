@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ class Step:
     description: str
     params: dict
     run: Callable[["Step", Path], list[Path]]  # returns the outputs it produced
+    fresh_run_dir: bool = False  # --force removes what an earlier run of the step left (a training run's checkpoints)
     outputs: list[Path] = field(default_factory=list)
 
     @property
@@ -61,15 +63,16 @@ def run_notebook(notebook: str, run_dir: Path, parameters: dict) -> Path:
     out = run_dir / notebook
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
+        # no widget state in the executed copy: a static export then shows each viewer's still image
         pm.execute_notebook(str(src), str(out), parameters=parameters, cwd=str(paths.notebooks_dir()),
-                            progress_bar=False, kernel_name="python3")
+                            progress_bar=False, kernel_name="python3", store_widget_state=False)
     except pm.PapermillExecutionError as exc:
         raise StepFailed(f"notebook {src.name} failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
                          f"the executed notebook is {out}") from None
     return out
 
 
-def study_steps(profile: Profile, profile_name: str) -> list[Step]:
+def study_steps(profile: Profile, profile_name: str, with_models: bool = True) -> list[Step]:
     """The steps of the study for a profile; later issues add training, transfer and results here."""
     from segan_lib import cli
 
@@ -117,24 +120,97 @@ def study_steps(profile: Profile, profile_name: str) -> list[Step]:
 
     explore_params = {"profile": profile_name, "data": str(data_root), "notebook_version": 1,
                       "preprocess": profile.to_dict()["preprocess"], "split": profile.to_dict()["split"]}
+    base_overrides = profile_overrides(profile, profile_name)
 
     def run_explore(step: Step, run_dir: Path) -> list[Path]:
         figures = paths.figures_dir()
         before = {p: p.stat().st_mtime_ns for p in figures.glob("data_*")}
         nb = run_notebook("01_data_exploration.ipynb", run_dir,
-                          {"profile": profile_name, "overrides": profile_overrides(profile, profile_name),
-                           "out_dir": str(figures)})
+                          {"profile": profile_name, "overrides": base_overrides, "out_dir": str(figures)})
         written = [p for p in sorted(figures.glob("data_*")) if before.get(p) != p.stat().st_mtime_ns]
         return [nb] + written
 
     steps.append(Step("01_data_exploration", "data exploration notebook (figures of the data set)",
                       explore_params, run_explore))
+    if not with_models:
+        return steps
+
+    # ---- the models: one papermill call per model, in a loop over the experiment plan
+    from segan_lib.experiments import study_models
+
+    study_profile = {k: v for k, v in profile.to_dict().items() if k not in ("name", "description")}
+    model_steps: dict[str, Step] = {}
+    for spec in study_models():
+        source = model_steps.get(spec.init_from) if spec.init_from else None
+        params = {"profile": study_profile, "overrides": spec.overrides, "freeze": spec.freeze,
+                  "init_from": source.key if source else None, "notebook_version": 1}
+
+        def run_model(step: Step, run_dir: Path, spec=spec, source=source) -> list[Path]:
+            overrides = {**base_overrides, **spec.overrides}
+            if source is None:
+                nb = run_notebook("02_training.ipynb", run_dir, {
+                    "profile": profile_name, "overrides": overrides, "run_name": run_dir.name,
+                    "init_from": None, "freeze": spec.freeze})
+            else:
+                nb = run_notebook("05_fine_tuning.ipynb", run_dir, {
+                    "profile": profile_name, "overrides": overrides, "source_run": source.run_dir.name,
+                    "target": spec.overrides["model.contrasts"][0], "freeze": spec.freeze,
+                    "run_name": run_dir.name})
+            return [nb, run_dir / "metrics.json", run_dir / "eval_test.json", run_dir / "checkpoints" / "best.npz"]
+
+        kind = "fine-tune" if source else "train"
+        step = Step(f"{'finetune' if source else 'train'}_{spec.key}", f"{kind} {spec.label}", params, run_model,
+                    fresh_run_dir=True)
+        model_steps[spec.key] = step
+        steps.append(step)
+
+    evaluated = model_steps["segan_io"]
+
+    def run_evaluation(step: Step, run_dir: Path) -> list[Path]:
+        nb = run_notebook("03_evaluation.ipynb", run_dir, {"run_name": evaluated.run_dir.name, "subset": "test",
+                                                           "out_dir": str(paths.figures_dir())})
+        return [nb, paths.figures_dir() / f"eval_{evaluated.run_dir.name}_test.png"]
+
+    steps.append(Step("03_evaluation", "per-subject evaluation of the four-contrast SegAN_IO",
+                      {"run": evaluated.key, "notebook_version": 1}, run_evaluation))
+
+    singles = {c: model_steps[f"single_{c}"] for c in ("t1", "t1c", "t2", "flair")}
+
+    def run_transfer(step: Step, run_dir: Path) -> list[Path]:
+        nb = run_notebook("04_transfer_matrix.ipynb", run_dir,
+                          {"runs": {c: s.run_dir.name for c, s in singles.items()},
+                           "out_dir": str(paths.figures_dir())})
+        return [nb, paths.figures_dir() / "fig3_transfer_matrix.png"]
+
+    steps.append(Step("04_transfer_matrix", "every single-contrast model on every contrast (Fig. 3)",
+                      {"runs": {c: s.key for c, s in singles.items()}, "notebook_version": 1}, run_transfer))
+
+    from segan_lib.experiments import table1_models, table3_models
+
+    table1 = {spec.label: model_steps[spec.key] for spec in table1_models()}
+    table3 = {f"{spec.overrides['model.contrasts'][0]}/{'seg' if spec.freeze == 'critic' else 'full'}":
+              model_steps[spec.key] for spec in table3_models()}
+
+    def run_results(step: Step, run_dir: Path) -> list[Path]:
+        figures = paths.figures_dir()
+        nb = run_notebook("06_results.ipynb", run_dir, {
+            "table1_runs": {k: s.run_dir.name for k, s in table1.items()},
+            "table2_runs": {c: s.run_dir.name for c, s in singles.items()},
+            "table3_runs": {k: s.run_dir.name for k, s in table3.items()},
+            "out_dir": str(figures)})
+        names = ["table1_four_contrasts", "table2_single_contrast", "table3_fine_tuning", "claims",
+                 "fig3_transfer_matrix"]
+        return [nb] + [figures / f"{n}.{ext}" for n in names for ext in ("csv", "md")] + [
+            figures / f"{f}.{ext}" for f in ("fig2_validation_dice_loss", "fig3_transfer_matrix") for ext in ("png", "pdf")]
+
+    steps.append(Step("06_results", "Tables I-III, Fig. 2, Fig. 3 and the claims, from the saved runs",
+                      {"models": {k: s.key for k, s in model_steps.items()}, "notebook_version": 1}, run_results))
     return steps
 
 
 def run_study(profile: Profile, profile_name: str, only: list[str] | None = None, force: bool = False,
-              log: Callable[[str], None] = print) -> list[Step]:
-    steps = study_steps(profile, profile_name)
+              log: Callable[[str], None] = print, with_models: bool = True) -> list[Step]:
+    steps = study_steps(profile, profile_name, with_models=with_models)
     if only:
         unknown = sorted(set(only) - {s.name for s in steps})
         if unknown:
@@ -151,6 +227,8 @@ def run_study(profile: Profile, profile_name: str, only: list[str] | None = None
             continue
         log(f"[{i}/{len(steps)}] {step.name}: {step.description}; elapsed {elapsed:.0f} s; next: {nxt}")
         t0 = time.perf_counter()
+        if force and step.fresh_run_dir and step.run_dir.exists():
+            shutil.rmtree(step.run_dir)  # asked for: recompute from scratch rather than resume
         step.run_dir.mkdir(parents=True, exist_ok=True)
         outputs = step.run(step, step.run_dir)
         step.outputs = outputs
@@ -169,3 +247,24 @@ def run_study(profile: Profile, profile_name: str, only: list[str] | None = None
                 shown = p
             log(f"  {step.name}: {shown}")
     return steps
+
+
+def planned_runs(profile_name: str = "quick", overrides: dict | None = None) -> dict:
+    """The run folders the study uses for a profile (whether or not they exist yet).
+
+    {"models": {key: run}, "table1": {label: run}, "table2": {contrast: run}, "table3": {"t2/seg": run}};
+    notebooks use it as their default when no run is named.
+    """
+    from segan_lib.config import load_profile
+    from segan_lib.experiments import table1_models, table2_models, table3_models
+
+    profile = load_profile(profile_name, overrides or None)
+    by_name = {s.name: s for s in study_steps(profile, profile_name)}
+    run = lambda key: next(s.run_dir.name for n, s in by_name.items() if n in (f"train_{key}", f"finetune_{key}"))
+    return {
+        "models": {spec.key: run(spec.key) for spec in table1_models() + table2_models() + table3_models()},
+        "table1": {spec.label: run(spec.key) for spec in table1_models()},
+        "table2": {spec.overrides["model.contrasts"][0]: run(spec.key) for spec in table2_models()},
+        "table3": {f"{spec.overrides['model.contrasts'][0]}/{'seg' if spec.freeze == 'critic' else 'full'}":
+                   run(spec.key) for spec in table3_models()},
+    }

@@ -17,7 +17,7 @@ def smoke_root(tmp_path, monkeypatch):
 def test_study_runs_each_step_then_skips_then_forces(smoke_root):
     profile = load_profile("smoke", ["data.phantom_n=10"])
     lines = []
-    steps = run_study(profile, "smoke", log=lines.append)
+    steps = run_study(profile, "smoke", log=lines.append, with_models=False)
     names = [s.name for s in steps]
     assert names == ["phantom", "preprocess", "split", "01_data_exploration"]
     assert any("[1/4] phantom" in line for line in lines)
@@ -30,13 +30,13 @@ def test_study_runs_each_step_then_skips_then_forces(smoke_root):
     assert any(c.get("metadata", {}).get("tags") == ["injected-parameters"] for c in nb["cells"])
 
     lines.clear()
-    run_study(profile, "smoke", log=lines.append)
+    run_study(profile, "smoke", log=lines.append, with_models=False)
     assert sum("already done" in line for line in lines) == 4
 
     lines.clear()
     marker = steps[2].run_dir / "step.json"
     before = json.loads(marker.read_text())["finished"]
-    run_study(profile, "smoke", only=["split", "preprocess"], force=True, log=lines.append)
+    run_study(profile, "smoke", only=["split", "preprocess"], force=True, log=lines.append, with_models=False)
     assert not any("already done" in line for line in lines)
     assert any("[1/2] preprocess" in line for line in lines)
     assert json.loads(marker.read_text())["params"] == json.loads(json.dumps(steps[2].params))

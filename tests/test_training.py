@@ -223,3 +223,30 @@ def test_cli_train_then_evaluate(root, capsys):
     assert "on test (t2)" in capsys.readouterr().out
     assert main(["evaluate", "no_such_run"]) == 2
     assert "no run at" in capsys.readouterr().err
+
+
+def test_resume_after_a_real_sigkill(root):
+    """The process is killed (SIGKILL) during epoch 2 or 3; --resume still ends with the uninterrupted weights."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    base = [sys.executable, "-m", "segan_lib.cli", "train", "--profile", "smoke", "--contrasts", "flair"]
+    base += [a for o in TINY + ["train.epochs=4"] for a in ("--set", o)]
+    env = dict(os.environ, SEGAN_ROOT=str(root))
+    subprocess.run(base + ["--name", "sigkill_ref"], env=env, check=True, capture_output=True)
+    proc = subprocess.Popen(base + ["--name", "sigkill"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = paths.runs_dir() / "sigkill/checkpoints/last.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists() and json.loads(last.read_text())["epoch"] >= 1:
+            time.sleep(0.5)  # into the next epoch
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = json.loads(last.read_text())["epoch"]
+    assert done < 4, "the run finished before it could be killed"
+    subprocess.run(base + ["--name", "sigkill", "--resume"], env=env, check=True, capture_output=True)
+    assert_same_state(arrays("sigkill_ref"), arrays("sigkill"))
