@@ -145,8 +145,12 @@ def claims_table(table1_runs: Mapping[str, str], table2_runs: Mapping[str, str],
 
     rows = []
 
-    def add(claim, holds, evidence):
-        rows.append({"claim": claim, "holds here": "yes" if holds else "no", "evidence": evidence})
+    def add(claim, holds, evidence, p_values=()):
+        # "yes" / "no" by the sign of the difference; a paired test says whether it is more than chance
+        significant = bool(p_values) and all(p < 0.05 for p in p_values)
+        verdict = ("yes" if holds else "no") + ("" if not p_values else
+                                                (", significant" if significant else ", not significant (p >= 0.05)"))
+        rows.append({"claim": claim, "holds here": verdict, "evidence": evidence})
 
     t1 = {k: run_folder(v) for k, v in table1_runs.items()}
     io = next((v for k, v in t1.items() if "SegAN_IO" in k), None)
@@ -156,7 +160,7 @@ def claims_table(table1_runs: Mapping[str, str], table2_runs: Mapping[str, str],
         d, p, n = paired_test(io, dice)
         add("concatenation beats masking (SegAN_IO vs SegAN, four contrasts)", d > 0,
             f"test Dice {mean_of(eval_summary(io), 'dice'):.3f} vs {mean_of(eval_summary(dice), 'dice'):.3f}; "
-            f"paired difference {d:+.3f} over {n} subjects, Wilcoxon p = {p:.3g}")
+            f"paired difference {d:+.3f} over {n} subjects, Wilcoxon p = {p:.3g}", (p,))
     if dice and nodice:
         hd, hn = pd.read_csv(dice / "history.csv"), pd.read_csv(nodice / "history.csv")
         d, p, n = paired_test(dice, nodice)
@@ -164,7 +168,7 @@ def claims_table(table1_runs: Mapping[str, str], table2_runs: Mapping[str, str],
         add("the Dice term stabilises adversarial training (SegAN with vs without Dice)", d > 0,
             f"test Dice {mean_of(eval_summary(dice), 'dice'):.3f} vs {mean_of(eval_summary(nodice), 'dice'):.3f} "
             f"(paired {d:+.3f}, p = {p:.3g}); mean epoch-to-epoch change of validation Dice "
-            f"{jitter(hd):.3f} vs {jitter(hn):.3f}")
+            f"{jitter(hd):.3f} vs {jitter(hn):.3f}", (p,))
     t2 = {k: run_folder(v) for k, v in table2_runs.items()}
     if t2:
         means = {k: mean_of(eval_summary(v), "dice") for k, v in t2.items()}
@@ -188,5 +192,5 @@ def claims_table(table1_runs: Mapping[str, str], table2_runs: Mapping[str, str],
     if checks:
         add("freezing the critic helps on T1 and T2 (Seg. vs Full)", all(d > 0 for _, d, _, _ in checks),
             "; ".join(f"{CONTRAST_NAMES[t]}: Seg. - Full = {d:+.3f} (p = {p:.3g}, {n} subjects)"
-                      for t, d, p, n in checks))
+                      for t, d, p, n in checks), tuple(p for _, _, p, _ in checks))
     return pd.DataFrame(rows)
