@@ -52,7 +52,7 @@ def _out_pixels(model, layer, h, w):
     sub = keras.Model(model.inputs, layer.output)
     n_in = len(model.inputs)
     shapes = [(1, h, w, int(i.shape[-1])) for i in model.inputs]
-    out = sub([np.zeros(s, "float32") for s in shapes] if n_in > 1 else np.zeros(shapes[0], "float32"))
+    out = sub([np.zeros(s, "float32") for s in shapes])
     return int(out.shape[1] * out.shape[2])
 
 

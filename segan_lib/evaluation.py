@@ -99,7 +99,7 @@ def evaluate_run(run: str | Path, subset: str = "test", contrasts: Sequence[str]
     from segan_lib.pipeline import load_slices
     from segan_lib.splits import default_splits_path, load_split
 
-    run_dir = paths.resolve(run) if not (paths.runs_dir() / str(run)).exists() else paths.runs_dir() / str(run)
+    run_dir = run_folder(run)
     if not (run_dir / "settings.json").exists():
         raise SeganError(f"no run at {run_dir} (expected settings.json there)")
     model, profile = load_run_models(run_dir, tag)
@@ -143,8 +143,7 @@ def predict_cases(run: str | Path, case_ids: Sequence[str], contrasts: Sequence[
     from segan_lib.cache import open_cache
     from segan_lib.pipeline import load_slices
 
-    run_dir = paths.runs_dir() / str(run) if (paths.runs_dir() / str(run)).exists() else paths.resolve(run)
-    model, profile = load_run_models(run_dir, tag)
+    model, profile = load_run_models(run_folder(run), tag)
     contrasts = tuple(contrasts) if contrasts else tuple(profile.model.contrasts)
     cache = open_cache(profile.data_root, profile.preprocess)
     data = load_slices(cache, list(case_ids), contrasts, profile.model.regions, "all")

@@ -204,7 +204,9 @@ def train(profile: Profile, run_name: str | None = None, *, resume: bool = False
              "early_stopping": {"best": -1.0, "best_epoch": 0, "wait": 0}}
     initial_epoch = 0
     if init_from:
-        meta, arrays = read_checkpoint(paths.resolve(init_from), "best")
+        from segan_lib.evaluation import run_folder
+
+        meta, arrays = read_checkpoint(run_folder(init_from), "best")
         load_state_arrays(model, arrays, groups=("segmentor", "critic"), where=f"initial weights from {init_from}")
         log and log(f"train: initial segmentor and critic from {init_from} (epoch {meta['epoch']})")
     if resume:

@@ -67,7 +67,7 @@ class SegAN(keras.Model):
     def train_step(self, data):
         import tensorflow as tf
 
-        images, truth = data
+        images, truth, _ = keras.utils.unpack_x_y_sample_weight(data)
         critic_training = self.freeze != "critic"
         if critic_training:
             with tf.GradientTape() as tape:
@@ -91,7 +91,7 @@ class SegAN(keras.Model):
         return {name: self.trackers[name].result() for name in values}
 
     def test_step(self, data):
-        images, truth = data
+        images, truth, _ = keras.utils.unpack_x_y_sample_weight(data)
         prediction = self.segmentor(images, training=False)
         l1 = self._l1(images, truth, prediction, critic_training=False)
         d_loss = dice_loss(truth, prediction)
