@@ -219,6 +219,8 @@ def train(profile: Profile, run_name: str | None = None, *, resume: bool = False
 
     epochs = min(t.epochs, max_epochs) if max_epochs else t.epochs
     if state["early_stopping"]["wait"] >= t.patience or initial_epoch >= epochs:
+        if state["early_stopping"]["wait"] >= t.patience:
+            state["stopped"] = f"early stopping: no better validation Dice for {t.patience} epochs"
         log and log(f"train: {run_name} is already complete")
     else:
         steps = steps_per_epoch(len(train_data), t.batch_size)

@@ -118,7 +118,7 @@ def study_steps(profile: Profile, profile_name: str, with_models: bool = True) -
     steps.append(Step("split", "the seeded stratified split", {**data_params, "split": profile.to_dict()["split"]},
                       run_split))
 
-    explore_params = {"profile": profile_name, "data": str(data_root), "notebook_version": 1,
+    explore_params = {"profile": profile_name, "data": str(data_root), "notebook_version": 2,
                       "preprocess": profile.to_dict()["preprocess"], "split": profile.to_dict()["split"]}
     base_overrides = profile_overrides(profile, profile_name)
 

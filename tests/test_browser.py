@@ -1,7 +1,8 @@
-"""JupyterLab really serves the viewer demo: run it in headless Chromium and move the slider.
+"""JupyterLab really serves the data-exploration notebook: run it in headless Chromium, move the viewer's slider.
 
-Starts `jupyter lab` from the project environment on a free localhost port (token, no browser,
-temporary root / config / runtime / settings folders), opens notebooks/00_viewer_demo.ipynb in
+Makes the smoke profile's data (phantom, cache, split) in a temporary project root, starts
+`jupyter lab` from the project environment on a free localhost port (token, no browser,
+temporary root / config / runtime / settings folders), opens notebooks/01_data_exploration.ipynb in
 Debian's Chromium through playwright, runs all cells from the Run menu, waits for the
 SliceViewer widget (slider and image), moves the slider with the keyboard and checks that the
 image changes. Screenshots (before / after) go to $SEGAN_TEST_ARTIFACTS or runs/test-artifacts/.
@@ -29,7 +30,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks" / "00_viewer_demo.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "01_data_exploration.ipynb"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -92,7 +93,8 @@ def _stop(proc: subprocess.Popen, base: str, token: str) -> None:
 
 @pytest.fixture(scope="module")
 def jupyter_lab(tmp_path_factory):
-    """A running JupyterLab serving a temporary copy of the demo notebook; yields (base URL, token, log)."""
+    """A running JupyterLab serving a temporary copy of the data-exploration notebook, over a project root
+    holding the smoke profile's phantom, cache and split; yields (base URL, token, log)."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (install it with scripts/install_browser.sh)")
     try:
@@ -104,6 +106,10 @@ def jupyter_lab(tmp_path_factory):
         pytest.skip(f"no jupyter next to {sys.executable}")
 
     tmp = tmp_path_factory.mktemp("jupyterlab")
+    project = tmp / "project"
+    subprocess.run([sys.executable, "-m", "segan_lib.cli", "study", "--profile", "smoke",
+                    "--only", "phantom,preprocess,split"], env=dict(os.environ, SEGAN_ROOT=str(project)),
+                   check=True, capture_output=True)
     root = tmp / "notebooks"
     root.mkdir()
     shutil.copy2(NOTEBOOK, root / NOTEBOOK.name)
@@ -121,7 +127,7 @@ def jupyter_lab(tmp_path_factory):
            if not k.startswith(("JUPYTER", "JPY_")) and k not in ("JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR")}
     env.update(JUPYTER_CONFIG_DIR=str(config), JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
                JUPYTER_DATA_DIR=str(tmp / "data"), IPYTHONDIR=str(tmp / "ipython"),
-               MPLCONFIGDIR=str(tmp / "matplotlib"), TF_CPP_MIN_LOG_LEVEL="2")
+               MPLCONFIGDIR=str(tmp / "matplotlib"), TF_CPP_MIN_LOG_LEVEL="2", SEGAN_ROOT=str(project))
     port = _free_port()
     token = base64.b16encode(os.urandom(16)).decode().lower()
     base = f"http://127.0.0.1:{port}"
