@@ -143,7 +143,7 @@ def study_steps(profile: Profile, profile_name: str, with_models: bool = True) -
     for spec in study_models():
         source = model_steps.get(spec.init_from) if spec.init_from else None
         params = {"profile": study_profile, "overrides": spec.overrides, "freeze": spec.freeze,
-                  "init_from": source.key if source else None, "notebook_version": 1}
+                  "init_from": source.key if source else None, "notebook_version": 2}
 
         def run_model(step: Step, run_dir: Path, spec=spec, source=source) -> list[Path]:
             overrides = {**base_overrides, **spec.overrides}
