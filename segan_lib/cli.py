@@ -52,7 +52,8 @@ def _resolve_profile(args) -> Profile:
     return load_profile(args.profile, overrides)
 
 
-def _open(profile: Profile):
+def open_profile_dataset(profile: Profile):
+    """The data set a profile points at (its root, layout, grades file and bad-case policy)."""
     from segan_lib.io import open_dataset
 
     grades = paths.resolve(profile.data.grades_file) if profile.data.grades_file else None
@@ -82,7 +83,7 @@ def cmd_info(args) -> int:
     from segan_lib.io import format_summary, summarize_dataset
 
     profile = _resolve_profile(args)
-    ds = _open(profile)
+    ds = open_profile_dataset(profile)
     summary = summarize_dataset(ds, deep=args.deep)
     print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
     return 0
@@ -92,7 +93,7 @@ def cmd_preprocess(args) -> int:
     from segan_lib.cache import build_cache
 
     profile = _resolve_profile(args)
-    ds = _open(profile)
+    ds = open_profile_dataset(profile)
     cache = build_cache(ds, profile.preprocess, workers=args.workers, on_bad_case=profile.data.on_bad_case)
     print(f"preprocess: cache at {cache.folder}")
     if cache.skipped:
@@ -106,7 +107,7 @@ def cmd_split(args) -> int:
     from segan_lib.splits import default_splits_path, ensure_split
 
     profile = _resolve_profile(args)
-    ds = _open(profile)
+    ds = open_profile_dataset(profile)
     grades = {c.case_id: c.grade for c in ds}
     path = paths.resolve(args.out) if args.out else default_splits_path(profile.data_root)
     seed = args.seed if args.seed is not None else profile.split.seed

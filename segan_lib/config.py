@@ -149,7 +149,7 @@ def _to_plain(obj: Any) -> Any:
 
 
 def available_profiles() -> list[str]:
-    return sorted(p.stem for p in paths.params_dir().glob("*.yaml") if not p.stem.startswith("_"))
+    return sorted(p.stem for p in paths.params_dir().glob("*.yaml") if not p.stem.startswith("_"))  # _* = data, not profiles
 
 
 def load_profile(name_or_path: str | Path = "quick", overrides: Mapping[str, Any] | Iterable[str] | None = None) -> Profile:

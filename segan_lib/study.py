@@ -99,7 +99,7 @@ def study_steps(profile: Profile, profile_name: str, with_models: bool = True) -
     def run_preprocess(step: Step, run_dir: Path) -> list[Path]:
         from segan_lib.cache import build_cache
 
-        cache = build_cache(cli._open(profile), profile.preprocess, workers=2, on_bad_case=profile.data.on_bad_case)
+        cache = build_cache(cli.open_profile_dataset(profile), profile.preprocess, workers=2, on_bad_case=profile.data.on_bad_case)
         return [cache.folder / "index.json"]
 
     steps.append(Step("preprocess", "crop, clip and scale every case into the cache",
@@ -108,7 +108,7 @@ def study_steps(profile: Profile, profile_name: str, with_models: bool = True) -
     def run_split(step: Step, run_dir: Path) -> list[Path]:
         from segan_lib.splits import default_splits_path, ensure_split
 
-        ds = cli._open(profile)
+        ds = cli.open_profile_dataset(profile)
         path = default_splits_path(data_root)
         split, created = ensure_split(path, {c.case_id: c.grade for c in ds}, seed=profile.split.seed,
                                       fractions=profile.split.fractions, stratify=profile.split.stratify)

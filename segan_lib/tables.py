@@ -2,7 +2,7 @@
 
 Every number comes from a run folder's eval_*.json (written by
 segan_lib.evaluation.evaluate_run); the paper's numbers come from
-params/reference.yaml. Tables are written as CSV and Markdown with the metric
+params/_reference.yaml. Tables are written as CSV and Markdown with the metric
 protocol stated under each.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ METRICS = ("dice", "precision", "sensitivity")
 
 
 def reference() -> dict:
-    return yaml.safe_load((paths.params_dir() / "reference.yaml").read_text())
+    return yaml.safe_load((paths.params_dir() / "_reference.yaml").read_text())
 
 
 def eval_summary(run_dir: str | Path, subset: str = "test", on: tuple[str, ...] | None = None,
