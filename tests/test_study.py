@@ -57,3 +57,24 @@ def test_unknown_step_is_named(smoke_root):
 
     with pytest.raises(SeganError, match="unknown step.*nope"):
         run_study(load_profile("smoke"), "smoke", only=["nope"], log=lambda s: None)
+
+
+def test_run_all_sh_skips_done_steps_and_force_recomputes(tmp_path):
+    """The driver as a user types it: ./run_all.sh, twice, then with --force."""
+    import os
+    import subprocess
+
+    script = paths.checkout_root() / "run_all.sh"
+    env = dict(os.environ, SEGAN_ROOT=str(tmp_path))
+    args = [str(script), "--profile", "smoke", "--only", "phantom,preprocess,split", "--set", "data.phantom_n=10"]
+    first = subprocess.run(args, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "[1/3] phantom: generate" in first.stdout and "already done" not in first.stdout
+    assert "data/phantom-smoke/splits.json" in first.stdout  # says where the outputs are
+    second = subprocess.run(args, env=env, capture_output=True, text=True)
+    assert second.stdout.count("already done") == 3
+    forced = subprocess.run(args + ["--force"], env=env, capture_output=True, text=True)
+    assert forced.returncode == 0 and "already done" not in forced.stdout
+    failing = subprocess.run([str(script), "--profile", "smoke", "--only", "nope"], env=env, capture_output=True,
+                             text=True)
+    assert failing.returncode == 2 and "unknown step" in failing.stderr
