@@ -16,7 +16,6 @@ forward, C backward through the critic's fake branch, 2 S backward.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -38,7 +37,6 @@ def conv_flops(model, h: int, w: int) -> float:
     total = 0.0
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
-            out_shape = layer.output.shape  # (None, H', W', F) with None spatial: derive from strides
             k = layer.kernel_size[0] * layer.kernel_size[1]
             cin = layer.input.shape[-1]
             total += 2.0 * k * cin * layer.filters * _out_pixels(model, layer, h, w)
@@ -50,7 +48,6 @@ def _out_pixels(model, layer, h, w):
     import numpy as np
 
     sub = keras.Model(model.inputs, layer.output)
-    n_in = len(model.inputs)
     shapes = [(1, h, w, int(i.shape[-1])) for i in model.inputs]
     out = sub([np.zeros(s, "float32") for s in shapes])
     return int(out.shape[1] * out.shape[2])

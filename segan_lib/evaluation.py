@@ -66,8 +66,6 @@ def volume_metrics_table(probs: np.ndarray, data: SliceSet, spacing_mm: float = 
 
 def load_run_models(run_dir: Path, tag: str = "best"):
     """The segmentor (and critic) of a saved run, with the weights of its best (or last) checkpoint."""
-    import keras
-
     from segan_lib.config import profile_from_dict
     from segan_lib.models import build_critic, build_segmentor
     from segan_lib.runs import read_checkpoint

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +72,7 @@ def run_notebook(notebook: str, run_dir: Path, parameters: dict) -> Path:
 
 
 def study_steps(profile: Profile, profile_name: str, with_models: bool = True) -> list[Step]:
-    """The steps of the study for a profile; later issues add training, transfer and results here."""
+    """The steps of the study for a profile, in order (without the models: data and exploration only)."""
     from segan_lib import cli
 
     data_root = profile.data_root

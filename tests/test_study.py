@@ -35,11 +35,12 @@ def test_study_runs_each_step_then_skips_then_forces(smoke_root):
 
     lines.clear()
     marker = steps[2].run_dir / "step.json"
-    before = json.loads(marker.read_text())["finished"]
+    before = marker.stat().st_mtime_ns
     run_study(profile, "smoke", only=["split", "preprocess"], force=True, log=lines.append, with_models=False)
     assert not any("already done" in line for line in lines)
     assert any("[1/2] preprocess" in line for line in lines)
     assert json.loads(marker.read_text())["params"] == json.loads(json.dumps(steps[2].params))
+    assert marker.stat().st_mtime_ns != before  # the step's record was written again
 
 
 def test_changed_parameters_rerun_the_step(smoke_root):
