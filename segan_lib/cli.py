@@ -156,6 +156,40 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from segan_lib.bundle import export_bundle
+
+    out = export_bundle(args.run, args.out, tag=args.checkpoint)
+    print(f"export: model bundle in {out}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from segan_lib.bundle import load_bundle
+    from segan_lib.predict import predict_file_set, predict_folder
+
+    files = {c: getattr(args, c) for c in ("t1", "t1c", "t2", "flair") if getattr(args, c)}
+    if bool(args.input) == bool(files):
+        raise SeganError("give either --input (a case or data set folder) or the files (--t1/--t1c/--t2/--flair)")
+    bundle = load_bundle(args.model)
+    if files:
+        result = predict_file_set(bundle, files, args.output, overwrite=args.overwrite,
+                                  probability_path=args.probability, allow_missing=args.allow_missing)
+        print(f"predict: {args.output}: tumour {result.tumour_ml:.2f} ml ({result.seconds:.1f} s)")
+        return 0
+    if args.probability:
+        raise SeganError("--probability names one file: it goes with the files (--t1/..), not --input")
+    failures = predict_folder(bundle, args.input, args.output, overwrite=args.overwrite, evaluate=args.evaluate,
+                              allow_missing=args.allow_missing, progress=not args.quiet)
+    print(f"predict: masks and summary.csv in {args.output}")
+    if failures:
+        print(f"predict: {len(failures)} case(s) failed:", file=sys.stderr)
+        for cid, why in failures:
+            print(f"  {cid}: {why}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_study(args) -> int:
     from segan_lib.study import run_study
 
@@ -258,6 +292,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--no-hd95", action="store_true", help="skip the Hausdorff distance")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="write a run's model bundle (weights and card) for prediction",
+                       description="Write the best segmentor of a run and its card (contrasts, preprocessing, "
+                                   "threshold, training data, test metrics, versions) into a self-contained folder "
+                                   "(default <run>/bundle/), atomically.")
+    p.add_argument("run", help="run name (in runs/) or folder")
+    p.add_argument("--out", default=None, metavar="DIR", help="bundle folder (default <run>/bundle)")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="segment new scans with a model bundle",
+                       description="Segment one case given as files (--t1/--t1c/--t2/--flair, OUTPUT a .nii.gz) or "
+                                   "every case of a folder in any layout the data layer reads (--input, OUTPUT a "
+                                   "folder with <case>.nii.gz and summary.csv). Masks are in each scan's own grid. "
+                                   "Exit status 1 when a case of a folder failed.")
+    p.add_argument("--model", required=True, metavar="BUNDLE", help="model bundle folder (segan export)")
+    p.add_argument("--input", default=None, metavar="DIR", help="a case folder or a data set folder")
+    for c in ("t1", "t1c", "t2", "flair"):
+        p.add_argument(f"--{c}", default=None, metavar="FILE", help=f"the {c} volume of one case")
+    p.add_argument("--output", required=True, metavar="OUT", help="mask file (.nii.gz) or, with --input, a folder")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--allow-missing", action="store_true", help="fill a missing contrast with zeros (with a warning)")
+    p.add_argument("--probability", default=None, metavar="FILE", help="also write the probability map here")
+    p.add_argument("--evaluate", action="store_true", help="with --input: Dice etc. in summary.csv where labels exist")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("study", help="run every step of the study in order (what run_all.sh calls)",
                        description="Run the study's steps in order, skipping each step whose outputs are complete "

@@ -24,15 +24,22 @@ THRESHOLD = 0.5
 
 def predict_slices(segmentor, data: SliceSet, batch_size: int = 32) -> np.ndarray:
     """Probabilities (N, H, W, R) for every slice of a SliceSet."""
-    out = np.empty(data.masks.shape, np.float32)
-    for s in range(0, len(data), batch_size):
-        x, cut = pad_to_multiple(np.asarray(data.images[s:s + batch_size], np.float32))
+    return predict_array(segmentor, data.images, batch_size)
+
+
+def predict_array(segmentor, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Probabilities (N, H, W, R) for slices (N, H, W, C), each zero-padded to a multiple of 16 and cut back."""
+    out = None
+    for s in range(0, len(images), batch_size):
+        x, cut = pad_to_multiple(np.asarray(images[s:s + batch_size], np.float32))
         n = len(x)
         if n < batch_size:  # one batch shape: the predict function is traced once
             x = np.concatenate([x, np.zeros((batch_size - n, *x.shape[1:]), x.dtype)])
         p = np.asarray(segmentor.predict_on_batch(x))[:n]
+        if out is None:
+            out = np.empty((len(images), *images.shape[1:3], p.shape[-1]), np.float32)
         out[s:s + n] = p[cut]
-    return out
+    return out if out is not None else np.empty((0, *images.shape[1:3], 1), np.float32)
 
 
 def soft_dice_np(truth: np.ndarray, prob: np.ndarray, eps: float = 1e-6) -> np.ndarray:

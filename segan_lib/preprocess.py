@@ -78,6 +78,20 @@ def centre_crop_start(shape: Sequence[int], crop_shape: Sequence[int]) -> Shape3
     return tuple((n - c) // 2 for n, c in zip(shape, crop_shape))
 
 
+def crop_start_around(shape: Sequence[int], crop_shape: Sequence[int], centre: Sequence[float]) -> Shape3:
+    """Start of a window centred on `centre` (voxel coordinates of this grid), kept inside the volume.
+
+    Only axes longer than the window move; a shorter axis is padded evenly as in centre_crop_start.
+    """
+    starts = []
+    for n, c, m in zip(shape, crop_shape, centre):
+        if n <= c:
+            starts.append((n - c) // 2)
+        else:
+            starts.append(int(min(max(int(round(float(m) - (c - 1) / 2.0)), 0), n - c)))
+    return tuple(starts)
+
+
 def crop_or_pad(volume: np.ndarray, start: Sequence[int], crop_shape: Sequence[int], fill: float = 0) -> np.ndarray:
     """The window [start, start + crop_shape) of volume, `fill` where it falls outside."""
     out = np.full(tuple(crop_shape), fill, dtype=volume.dtype)
@@ -142,11 +156,21 @@ def preprocess_arrays(
     cfg: PreprocessConfig,
     contrasts: Sequence[str],
     case_id: str = "",
+    crop_center: Sequence[float] | None = None,
 ) -> PreprocessedCase:
-    """Apply the paper's steps to one case's contrasts (and label, if any)."""
+    """Apply the paper's steps to one case's contrasts (and label, if any).
+
+    crop_center: None (the paper) centres the crop on the volume; otherwise a point in the
+    source grid's voxel coordinates (e.g. the centre of the brain) the crop is centred on,
+    on the axes longer than the crop.
+    """
     source_shape = tuple(int(n) for n in next(iter(images.values())).shape)
     new_shape = resampled_shape(source_shape, spacing, cfg.spacing_mm)
-    start = centre_crop_start(new_shape, cfg.crop_shape)
+    if crop_center is None:
+        start = centre_crop_start(new_shape, cfg.crop_shape)
+    else:  # voxels as cells: the centre of source voxel i lies at (i + 0.5) * new / old - 0.5
+        centre = [(float(m) + 0.5) * nn / so - 0.5 for m, nn, so in zip(crop_center, new_shape, source_shape)]
+        start = crop_start_around(new_shape, cfg.crop_shape, centre)
     out = np.empty((len(contrasts), *cfg.crop_shape), dtype=np.float32)
     ranges = {}
     for i, contrast in enumerate(contrasts):

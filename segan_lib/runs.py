@@ -7,6 +7,7 @@ runs/<run name>/
     checkpoints/last.json  its epoch, the early-stopping state, the data-order seed, the history so far
     checkpoints/best.npz   the same at the epoch with the best validation Dice (+ best.json)
     metrics.json           written at the end: best epoch and its validation metrics, stop reason
+    bundle/                written last: the best segmentor and its card, for `segan predict` (segan_lib.bundle)
 Every file is written to a temporary name and renamed. A checkpoint is written
 only after the epoch's losses were checked finite, so the last good one survives
 a diverging run. `resume=True` restarts after the epoch of last.npz; the data
@@ -241,6 +242,14 @@ def train(profile: Profile, run_name: str | None = None, *, resume: bool = False
         "validation_protocol": "Dice, precision and sensitivity per 3-D volume (preprocessed crop), mean over volumes",
         "best_validation": next((r for r in state["history"] if r["epoch"] == es["best_epoch"]), None),
     })
+    if es["best_epoch"] > 0:  # a self-contained bundle for `segan predict`; the run stays complete without it
+        from segan_lib.bundle import export_bundle
+
+        try:
+            export_bundle(run_dir)
+        except Exception as exc:  # noqa: BLE001 - a failed export must not lose the run
+            log and log(f"train: {run_name}: could not write the model bundle ({exc.__class__.__name__}: {exc}); "
+                        f"run `segan export {run_dir}` to retry")
     return result
 
 
