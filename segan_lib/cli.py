@@ -166,7 +166,7 @@ def cmd_export(args) -> int:
 
 def cmd_predict(args) -> int:
     from segan_lib.bundle import load_bundle
-    from segan_lib.predict import predict_file_set, predict_folder
+    from segan_lib.predict import open_input, predict_case_to_file, predict_file_set, predict_folder
 
     files = {c: getattr(args, c) for c in ("t1", "t1c", "t2", "flair") if getattr(args, c)}
     if bool(args.input) == bool(files):
@@ -177,8 +177,17 @@ def cmd_predict(args) -> int:
                                   probability_path=args.probability, allow_missing=args.allow_missing)
         print(f"predict: {args.output}: tumour {result.tumour_ml:.2f} ml ({result.seconds:.1f} s)")
         return 0
+    if str(args.output).endswith((".nii", ".nii.gz")):  # one case folder into one mask file
+        ds = open_input(args.input)
+        if len(ds) != 1:
+            raise SeganError(f"--output names one file, but {args.input} holds {len(ds)} cases; "
+                             "give an output folder instead")
+        result = predict_case_to_file(bundle, ds[0], args.output, overwrite=args.overwrite,
+                                      probability_path=args.probability, allow_missing=args.allow_missing)
+        print(f"predict: {args.output}: tumour {result.tumour_ml:.2f} ml ({result.seconds:.1f} s)")
+        return 0
     if args.probability:
-        raise SeganError("--probability names one file: it goes with the files (--t1/..), not --input")
+        raise SeganError("--probability names one file: with --input it needs --output FILE.nii.gz for one case")
     failures = predict_folder(bundle, args.input, args.output, overwrite=args.overwrite, evaluate=args.evaluate,
                               allow_missing=args.allow_missing, progress=not args.quiet)
     print(f"predict: masks and summary.csv in {args.output}")

@@ -246,10 +246,25 @@ def predict_file_set(bundle, files: Mapping[str, str | os.PathLike], out_path: s
     first = next((files[c] for c in bundle.contrasts if c in files), None)
     case_id = _case_name(first) if first is not None else None
     volumes = {c: read_volume(files[c], case_id=case_id, kind="image") for c in bundle.contrasts if c in files}
-    result = predict_case(bundle, volumes, allow_missing=allow_missing, case_id=case_id)
-    write_nifti(out_path, result.mask, result.affine, first)
+    return _predict_to_files(bundle, volumes, out_path, probability_path, first, allow_missing, case_id)
+
+
+def predict_case_to_file(bundle, case, out_path: str | os.PathLike, overwrite: bool = False,
+                         probability_path: str | os.PathLike | None = None,
+                         allow_missing: bool = False) -> PredictionResult:
+    """Segment one Case of any layout (e.g. a single case folder) into one mask file."""
+    out_path = _check_output(Path(out_path), overwrite)
     if probability_path is not None:
-        write_nifti(probability_path, result.probability, result.affine, first)
+        probability_path = _check_output(Path(probability_path), overwrite)
+    first = next((case.files.get(c) for c in bundle.contrasts if case.files.get(c)), None)
+    return _predict_to_files(bundle, case, out_path, probability_path, first, allow_missing, case.case_id)
+
+
+def _predict_to_files(bundle, images, out_path, probability_path, header_source, allow_missing, case_id):
+    result = predict_case(bundle, images, allow_missing=allow_missing, case_id=case_id)
+    write_nifti(out_path, result.mask, result.affine, header_source)
+    if probability_path is not None:
+        write_nifti(probability_path, result.probability, result.affine, header_source)
     return result
 
 

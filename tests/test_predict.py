@@ -287,3 +287,20 @@ def test_one_case_folder_as_input(env, bundle, tmp_path):
     table = pd.read_csv(out / "summary.csv")
     assert list(table["case_id"]) == [case.case_id] and list(table["status"]) == ["ok"]
     assert (out / f"{case.case_id}.nii.gz").exists()
+
+
+def test_one_case_folder_into_one_mask_file(env, bundle, tmp_path, capsys):
+    import nibabel as nib
+
+    from segan_lib.cli import main
+
+    _, case = case_files(env, 1)
+    out = tmp_path / "mask.nii.gz"
+    args = ["predict", "--model", str(bundle.path), "--input", str(env["data"] / case.case_id), "--output", str(out)]
+    assert main(args) == 0
+    image, source = nib.load(out), nib.load(case.files["flair"])
+    assert image.shape == source.shape and np.allclose(image.affine, source.affine)
+    assert main(args) == 2 and "exists" in capsys.readouterr().err  # never overwritten silently
+    assert main(["predict", "--model", str(bundle.path), "--input", str(env["data"]),
+                 "--output", str(tmp_path / "many.nii.gz")]) == 2
+    assert "holds" in capsys.readouterr().err
