@@ -131,6 +131,10 @@ def evaluate_run(run: str | Path, subset: str = "test", contrasts: Sequence[str]
     }
     atomic_write_text(run_dir / f"{tag_name}.csv", table.to_csv(index=False))
     atomic_write_json(run_dir / f"{tag_name}.json", summary)
+    if tag_name == "eval_test" and tag == "best" and (run_dir / "bundle").is_dir():
+        from segan_lib.bundle import export_bundle
+
+        export_bundle(run_dir)  # the bundle's card now carries these test metrics
     if log:
         d = summary["metrics"]["dice"]
         log(f"evaluate: {run_dir.name} on {subset} ({', '.join(contrasts)}): Dice {d['mean']:.3f} "

@@ -304,3 +304,18 @@ def test_one_case_folder_into_one_mask_file(env, bundle, tmp_path, capsys):
     assert main(["predict", "--model", str(bundle.path), "--input", str(env["data"]),
                  "--output", str(tmp_path / "many.nii.gz")]) == 2
     assert "holds" in capsys.readouterr().err
+
+
+def test_evaluating_on_test_puts_the_metrics_on_the_bundle_card(env, tmp_path):
+    from segan_lib.evaluation import evaluate_run
+
+    run = tmp_path / "run"
+    shutil.copytree(env["run"], run)  # leave the shared run as it was
+    shutil.rmtree(run / "bundle")
+    from segan_lib.bundle import export_bundle
+
+    export_bundle(run)
+    assert json.loads((run / "bundle" / "card.json").read_text())["test_metrics"] is None
+    _, summary = evaluate_run(run, "test", compute_hd95=False, log=None)
+    card = json.loads((run / "bundle" / "card.json").read_text())
+    assert card["test_metrics"]["metrics"]["dice"]["mean"] == pytest.approx(summary["metrics"]["dice"]["mean"])
