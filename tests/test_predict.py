@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from segan_lib.config import load_profile
+from tests.tiny_project import tiny_project
 
 TINY = ["data.phantom_n=10", "model.width=4", "train.batch_size=8", "train.epochs=1", "train.patience=5",
         "preprocess.crop_shape=[48, 48, 16]"]
@@ -20,26 +19,12 @@ RUN = "predict_run"
 def trained(tmp_path_factory):
     """A project root with a 10-subject 4 mm phantom, its cache and split, and one 1-epoch run."""
     root = tmp_path_factory.mktemp("project")
-    old = os.environ.get("SEGAN_ROOT")
-    os.environ["SEGAN_ROOT"] = str(root)
-    from segan_lib import paths
-    from segan_lib.cache import build_cache
-    from segan_lib.io import open_dataset
-    from segan_lib.phantom import generate_phantom
-    from segan_lib.runs import train
-    from segan_lib.splits import default_splits_path, ensure_split
+    with tiny_project(root, TINY) as profile:
+        from segan_lib import paths
+        from segan_lib.runs import train
 
-    profile = load_profile("smoke", TINY)
-    generate_phantom(profile.data_root, n=10, seed=0, voxel_size=4.0)
-    ds = open_dataset(profile.data_root)
-    build_cache(ds, profile.preprocess, log=None)
-    ensure_split(default_splits_path(profile.data_root), ds.grades, seed=0)
-    train(profile, RUN, log=None)
-    yield {"root": root, "run": paths.runs_dir() / RUN, "data": profile.data_root, "profile": profile}
-    if old is None:
-        os.environ.pop("SEGAN_ROOT", None)
-    else:
-        os.environ["SEGAN_ROOT"] = old
+        train(profile, RUN, log=None)
+        yield {"root": root, "run": paths.runs_dir() / RUN, "data": profile.data_root, "profile": profile}
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 
 from segan_lib import paths
 from segan_lib.config import load_profile
+from tests.tiny_project import tiny_project
 
 TINY = ["data.phantom_n=10", "model.width=4", "train.batch_size=8", "train.epochs=3", "train.patience=5",
         "preprocess.crop_shape=[48, 48, 16]"]
@@ -18,23 +19,8 @@ TINY = ["data.phantom_n=10", "model.width=4", "train.batch_size=8", "train.epoch
 def tiny_root(tmp_path_factory):
     """A project root holding a 10-subject 4 mm phantom, preprocessed and split."""
     root = tmp_path_factory.mktemp("project")
-    old = os.environ.get("SEGAN_ROOT")
-    os.environ["SEGAN_ROOT"] = str(root)
-    from segan_lib.cache import build_cache
-    from segan_lib.io import open_dataset
-    from segan_lib.phantom import generate_phantom
-    from segan_lib.splits import default_splits_path, ensure_split
-
-    profile = load_profile("smoke", TINY)
-    generate_phantom(profile.data_root, n=10, seed=0, voxel_size=4.0)
-    ds = open_dataset(profile.data_root)
-    build_cache(ds, profile.preprocess, log=None)
-    ensure_split(default_splits_path(profile.data_root), ds.grades, seed=0)
-    yield root
-    if old is None:
-        os.environ.pop("SEGAN_ROOT", None)
-    else:
-        os.environ["SEGAN_ROOT"] = old
+    with tiny_project(root, TINY):
+        yield root
 
 
 @pytest.fixture
