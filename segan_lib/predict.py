@@ -135,10 +135,7 @@ def predict_case(bundle, images, allow_missing: bool = False, case_id: str | Non
     from segan_lib.preprocess import preprocess_arrays, restore_to_source
 
     t0 = time.perf_counter()
-    if isinstance(bundle, (str, os.PathLike)):
-        from segan_lib.bundle import load_bundle
-
-        bundle = load_bundle(bundle)
+    bundle = _as_bundle(bundle)
     arrays, affine, header, case_id = _gather(bundle, images, allow_missing, case_id)
     shape = next(iter(arrays.values())).shape
     cfg = bundle.preprocess_config()
@@ -177,6 +174,15 @@ def predict(bundle_or_path, case, allow_missing: bool = False) -> np.ndarray:
     return predict_case(bundle_or_path, case, allow_missing=allow_missing).mask
 
 
+def _as_bundle(bundle):
+    """A loaded Bundle, from a Bundle or the path of a bundle folder."""
+    if isinstance(bundle, (str, os.PathLike)):
+        from segan_lib.bundle import load_bundle
+
+        return load_bundle(bundle)
+    return bundle
+
+
 # ---------------------------------------------------------------- files
 def _check_output(out_path: Path, overwrite: bool) -> Path:
     out_path = Path(out_path)
@@ -184,14 +190,19 @@ def _check_output(out_path: Path, overwrite: bool) -> Path:
         raise SeganError(f"output {out_path} must be a NIfTI file name (.nii.gz or .nii)")
     if out_path.exists() and not overwrite:
         raise SeganError(f"output {out_path} already exists (pass overwrite=True / --overwrite to replace it)")
-    folder = out_path.parent
+    _writable_folder(out_path.parent)
+    return out_path
+
+
+def _writable_folder(folder: Path) -> Path:
+    """Create the folder if needed; a clear error when it cannot be created or written to."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SeganError(f"cannot create the output folder {folder} ({exc.strerror or exc})") from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise SeganError(f"the output folder {folder} is not writable")
-    return out_path
+    return folder
 
 
 def _nifti_header(source: Path | None):
@@ -232,10 +243,7 @@ def predict_file_set(bundle, files: Mapping[str, str | os.PathLike], out_path: s
     """Segment one case given as files (contrast -> path); write the mask (uint8 NIfTI) to out_path."""
     from segan_lib.io import CONTRASTS, read_volume
 
-    if isinstance(bundle, (str, os.PathLike)):
-        from segan_lib.bundle import load_bundle
-
-        bundle = load_bundle(bundle)
+    bundle = _as_bundle(bundle)
     unknown = [c for c in files if c not in CONTRASTS]
     if unknown:
         raise SeganError(f"unknown contrast(s) {', '.join(unknown)}: the contrasts are {', '.join(CONTRASTS)}")
@@ -315,18 +323,9 @@ def predict_folder(bundle, input_dir: str | os.PathLike, out_dir: str | os.PathL
 
     from segan_lib.metrics import volume_metrics
 
-    if isinstance(bundle, (str, os.PathLike)):
-        from segan_lib.bundle import load_bundle
-
-        bundle = load_bundle(bundle)
+    bundle = _as_bundle(bundle)
     ds = open_input(input_dir)
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SeganError(f"cannot create the output folder {out_dir} ({exc.strerror or exc})") from None
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise SeganError(f"the output folder {out_dir} is not writable")
+    out_dir = _writable_folder(Path(out_dir))
     rows, failures = [], []
     for key, reason in getattr(ds, "skipped", []) or []:
         rows.append({"case_id": key, "status": "error", "message": reason})
