@@ -236,14 +236,25 @@ def test_viewer_runs_in_jupyterlab(jupyter_lab):
             page.screenshot(path=str(artifacts / "browser_viewer_before.png"))
             viewer.screenshot(path=str(artifacts / "browser_viewer_widget_before.png"))
 
-            # move the slider: focus its handle, press the right arrow
+            # move the slider: focus its handle, press the right arrow. The image's src is read
+            # before the key press: read after it, a fast kernel may already have swapped the image
+            # and the wait below would then wait for a second change that never comes.
+            src_before = viewer.locator("img").first.get_attribute("src")
             handle = viewer.locator(".widget-slider .noUi-handle").first
-            handle.focus()
-            handle.press("ArrowRight")
+            for _attempt in range(3):  # a key press sent before the handle takes focus is lost
+                handle.focus()
+                handle.press("ArrowRight")
+                try:
+                    page.wait_for_function(
+                        "([selector, text]) => document.querySelector(selector).innerText.trim() !== text",
+                        arg=[f"{VIEWER} .widget-readout", str(index_before)], timeout=10_000)
+                    break
+                except Exception:
+                    continue
             page.wait_for_function(
                 """([selector, src]) => { const i = document.querySelector(selector);
                      return i && i.src !== src && i.complete && i.naturalWidth > 0; }""",
-                arg=[f"{VIEWER} img", viewer.locator("img").first.get_attribute("src")],
+                arg=[f"{VIEWER} img", src_before],
                 timeout=60_000)
             after = _image_bytes(page)
             assert after.startswith(PNG_MAGIC)
