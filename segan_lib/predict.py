@@ -285,7 +285,8 @@ def _case_name(path: Path) -> str:
 
 
 # ---------------------------------------------------------------- folders
-SUMMARY_COLUMNS = ("case_id", "status", "tumour_ml", "seconds", "dice", "precision", "sensitivity", "message")
+SUMMARY_COLUMNS = ("case_id", "status", "tumour_ml", "seconds", "dice", "precision", "sensitivity", "hd95_mm",
+                   "message")
 
 
 def open_input(input_dir: str | os.PathLike):
@@ -346,8 +347,8 @@ def predict_folder(bundle, input_dir: str | os.PathLike, out_dir: str | os.PathL
                     raise DataError(f"label has shape {truth.data.shape}, the images {result.mask.shape}",
                                     case_id=case.case_id)
                 spacing = tuple(float(s) for s in np.sqrt((result.affine[:3, :3] ** 2).sum(axis=0)))
-                vm = volume_metrics(result.mask > 0, truth.data > 0, spacing=spacing, compute_hd95=False)
-                row.update(dice=vm.dice, precision=vm.precision, sensitivity=vm.sensitivity)
+                vm = volume_metrics(result.mask > 0, truth.data > 0, spacing=spacing)
+                row.update(dice=vm.dice, precision=vm.precision, sensitivity=vm.sensitivity, hd95_mm=vm.hd95)
         except (SeganError, OSError, ValueError) as exc:
             row.update(status="error", message=str(exc))
             failures.append((case.case_id, str(exc)))

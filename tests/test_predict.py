@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -255,6 +257,7 @@ def test_folder_mode_goes_on_past_a_bad_case_and_reports_it(env, bundle, tmp_pat
     assert row["status"] == "error" and "t2" in row["message"]
     ok = table[table["status"] == "ok"]
     assert ok["dice"].notna().all() and (ok["tumour_ml"] >= 0).all()
+    assert ((ok["hd95_mm"] >= 0) | ok["hd95_mm"].isna()).all()  # NaN only where a mask is empty
     for cid in ok["case_id"]:
         assert nib.load(str(out / f"{cid}.nii.gz")).shape == nib.load(str(src / cid / f"{cid}_t1.nii.gz")).shape
     assert not (out / f"{bad}.nii.gz").exists()
@@ -304,3 +307,28 @@ def test_evaluating_on_test_puts_the_metrics_on_the_bundle_card(env, tmp_path):
     _, summary = evaluate_run(run, "test", compute_hd95=False, log=None)
     card = json.loads((run / "bundle" / "card.json").read_text())
     assert card["test_metrics"]["metrics"]["dice"]["mean"] == pytest.approx(summary["metrics"]["dice"]["mean"])
+
+
+def test_an_unwritable_output_folder_is_a_clear_error(env, bundle, tmp_path, monkeypatch, capsys):
+    from segan_lib import predict as predict_module
+    from segan_lib.cli import main
+    from segan_lib.errors import SeganError
+    from segan_lib.predict import predict_file_set
+
+    files, case = case_files(env, 1)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(SeganError, match="cannot create the output folder"):
+        predict_file_set(bundle, files, blocker / "sub" / "mask.nii.gz")
+    rc = main(["predict", "--model", str(bundle.path), "--input", str(env["data"]), "--output", str(blocker / "masks"),
+               "--quiet"])
+    assert rc == 2 and "a_file" in capsys.readouterr().err
+    # a folder without write permission (simulated: the tests may run as root, whom no mode bit stops)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(predict_module.os, "access",
+                        lambda path, mode: False if Path(path) == locked else real_access(path, mode))
+    with pytest.raises(SeganError, match="not writable"):
+        predict_file_set(bundle, files, locked / "mask.nii.gz")
+    assert list(locked.iterdir()) == []
