@@ -4,6 +4,7 @@
 #   ./run_all.sh --profile smoke                   a minutes-long check of every step
 #   ./run_all.sh --profile paper --data /path/to/BRATS2015
 #   ./run_all.sh --only preprocess --force         one step, recomputed
+#   ./run_all.sh --jobs 2 [--gpus 0,1]             independent models side by side
 # Steps whose outputs are complete for the same parameters are skipped.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -64,11 +64,13 @@ class Bundle:
 
 
 def _versions() -> dict:
-    import keras
-    import tensorflow as tf
+    import importlib
 
-    return {"segan_lib": __version__, "keras": keras.__version__, "tensorflow": tf.__version__,
-            "numpy": np.__version__}
+    import keras
+
+    backend = keras.backend.backend()  # the framework that ran the model ("tensorflow", "jax"), already imported
+    return {"segan_lib": __version__, "keras": keras.__version__,
+            backend: importlib.import_module(backend).__version__, "numpy": np.__version__}
 
 
 def _training_orientation(profile) -> list[str] | None:

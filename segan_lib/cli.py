@@ -15,6 +15,7 @@ from pathlib import Path
 
 from segan_lib import __version__, paths
 from segan_lib.config import Profile, available_profiles, load_profile
+from segan_lib.distribute import ENV_STRATEGY, STRATEGIES
 from segan_lib.errors import SeganError
 
 EXIT_BAD_INPUT = 2
@@ -140,8 +141,8 @@ def cmd_train(args) -> int:
     args.overrides = overrides
     profile = _resolve_profile(args)
     result = train(profile, args.name, resume=args.resume, init_from=args.init_from,
-                   freeze="critic" if args.freeze_critic else "none", tensorboard=args.tensorboard,
-                   verbose=1 if args.progress else 0)
+                   freeze="critic" if args.freeze_critic else args.freeze, tensorboard=args.tensorboard,
+                   verbose=1 if args.progress else 0, strategy=args.strategy, xla=args.xla or None)
     print(f"train: {result.run_dir.name}: best validation Dice {result.best_val_dice:.3f} at epoch "
           f"{result.best_epoch} of {result.epochs_run} ({result.stopped}); outputs in {result.run_dir}")
     return 0
@@ -204,7 +205,10 @@ def cmd_study(args) -> int:
 
     profile = _resolve_profile(args)
     only = [s for part in args.only for s in part.split(",") if s] if args.only else None
-    run_study(profile, args.profile, only=only, force=args.force)
+    if args.strategy:  # the notebooks' kernels inherit it
+        os.environ[ENV_STRATEGY] = args.strategy
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
+    run_study(profile, args.profile, only=only, force=args.force, jobs=args.jobs, gpus=gpus)
     return 0
 
 
@@ -218,6 +222,12 @@ def cmd_profiles(args) -> int:
 
 
 # ------------------------------------------------------------------ parser
+def _strategy_arg(p) -> None:
+    p.add_argument("--strategy", choices=STRATEGIES, default=None,
+                   help="default: one device; mirrored: every GPU here; multiworker: the machines in TF_CONFIG "
+                        f"(default: ${ENV_STRATEGY}, else default)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="segan",
@@ -285,9 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="initialisation, data order and crops")
     p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     p.add_argument("--init-from", default=None, metavar="RUN", help="start from another run's best weights (fine-tuning)")
-    p.add_argument("--freeze-critic", action="store_true", help="train only the segmentor (critic frozen)")
+    p.add_argument("--freeze", choices=["none", "critic", "encoder"], default="none",
+                   help="fine-tuning: keep the critic (the paper's Seg.) or the segmentor's encoder fixed")
+    p.add_argument("--freeze-critic", action="store_true", help="the same as --freeze critic")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
     p.add_argument("--progress", action="store_true", help="Keras progress bar per epoch")
+    p.add_argument("--xla", action="store_true",
+                   help="compile the train step with XLA: faster, but op determinism off (default: $SEGAN_XLA)")
+    _strategy_arg(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="per-subject metrics of a trained run on a split",
@@ -335,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     _data_arg(p)
     p.add_argument("--only", action="append", default=[], metavar="STEP", help="run only these steps (repeatable or comma-separated)")
     p.add_argument("--force", action="store_true", help="recompute steps even when done")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="run up to N independent model trainings at once, each in its own process (default 1)")
+    p.add_argument("--gpus", default=None, metavar="LIST",
+                   help="with --jobs: comma-separated GPU ids, one per concurrent job in turn (CUDA_VISIBLE_DEVICES)")
+    _strategy_arg(p)
     p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("profiles", help="list the settings profiles", description="List params/*.yaml profiles.")

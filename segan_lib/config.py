@@ -88,6 +88,9 @@ class ModelConfig:
         _choice("model.regions", self.regions, ("wt", "brats"))
 
 
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
 @dataclass
 class TrainConfig:
     batch_size: int = 64
@@ -97,12 +100,71 @@ class TrainConfig:
     patience: int = 500
     seed: int = 0
     slices: str = "all"  # "all" (the paper) or "tumour" (only slices holding tumour)
+    # train on this fraction of the training subjects: a stratified subset drawn with `seed`,
+    # nested (the 10% subset lies inside the 25% one, ...); validation and test stay whole
+    subject_fraction: float = 1.0
+    # a Keras dtype policy; the mixed ones are for GPUs (the sigmoid and the losses stay float32)
+    precision: str = "float32"
 
     def __post_init__(self):
         for key in ("batch_size", "crop_size", "epochs", "patience"):
             _positive(f"train.{key}", getattr(self, key))
         _positive("train.learning_rate", self.learning_rate)
         _choice("train.slices", self.slices, ("all", "tumour"))
+        _choice("train.precision", self.precision, PRECISIONS)
+        if not 0.0 < self.subject_fraction <= 1.0:
+            raise ConfigError(f"train.subject_fraction must be in (0, 1], got {self.subject_fraction!r}")
+
+
+FREEZE_STRATEGIES = ("full", "critic", "encoder")  # fine-tuning: all trainable / critic frozen / segmentor encoder frozen
+
+
+@dataclass
+class StudyConfig:
+    """Which parts of the study run_all.sh runs for this profile."""
+
+    paper: bool = True  # Tables I-III, Fig. 2 and 3 (13 models)
+    transfer: bool = False  # the transfer study: strategies, data efficiency, seeds, missing contrasts
+
+
+@dataclass
+class TransferConfig:
+    """The transfer study (notebooks/07_transfer_study.ipynb)."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    contrasts: tuple[str, ...] = ("t1", "t1c", "t2", "flair")  # the sources and targets taking part
+    fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)  # of the target's training subjects
+    strategies: tuple[str, ...] = FREEZE_STRATEGIES
+    # the source fine-tuned on each target in the data-efficiency runs (all sources are used at 100%)
+    efficiency_sources: dict = field(default_factory=lambda: {"t1": "flair", "t1c": "flair", "t2": "flair",
+                                                              "flair": "t2"})
+    missing_fill: tuple[str, ...] = ("zero", "mean")  # how absent contrasts are filled at test time
+
+    def __post_init__(self):
+        if not self.seeds:
+            raise ConfigError("transfer.seeds must name at least one seed")
+        for f in self.fractions:
+            if not 0.0 < f <= 1.0:
+                raise ConfigError(f"transfer.fractions must be in (0, 1], got {f!r}")
+        if 1.0 not in self.fractions:
+            raise ConfigError("transfer.fractions must include 1.0 (the source x target x strategy table)")
+        for strategy in self.strategies:
+            _choice("transfer.strategies", strategy, FREEZE_STRATEGIES)
+        for fill in self.missing_fill:
+            _choice("transfer.missing_fill", fill, ("zero", "mean"))
+        from segan_lib.io.case import CONTRASTS
+
+        if not isinstance(self.efficiency_sources, dict):
+            raise ConfigError(f"transfer.efficiency_sources must map target to source, got {self.efficiency_sources!r}")
+        if len(set(self.contrasts)) < 2 or any(c not in CONTRASTS for c in self.contrasts):
+            raise ConfigError(f"transfer.contrasts must be at least two distinct names among {', '.join(CONTRASTS)}, "
+                              f"got {list(self.contrasts)}")
+        for target, source in self.efficiency_sources.items():
+            _choice("transfer.efficiency_sources", target, CONTRASTS)
+            _choice(f"transfer.efficiency_sources.{target}", source, tuple(c for c in CONTRASTS if c != target))
+            if target in self.contrasts and source not in self.contrasts:
+                raise ConfigError(f"transfer.efficiency_sources.{target}={source}: {source} is not in "
+                                  f"transfer.contrasts {list(self.contrasts)}")
 
 
 @dataclass
@@ -114,6 +176,8 @@ class Profile:
     split: SplitConfig = field(default_factory=SplitConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(dataclasses.asdict(self))

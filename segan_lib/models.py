@@ -196,9 +196,12 @@ def _kernel_init(kernel_size: int, filters: int, seed: int | None):
     return keras.initializers.RandomNormal(mean=0.0, stddev=stddev, seed=seed)
 
 
-def _batch_norm(name: str, constraint=None):
+def _batch_norm(name: str, constraint=None, synchronized: bool = False):
+    # synchronized: statistics over the global batch when several replicas train together,
+    # so N replicas of B/N slices train like one device with B (a no-op on one replica)
     return layers.BatchNormalization(
         axis=-1,
+        synchronized=synchronized,
         momentum=BN_MOMENTUM,
         epsilon=BN_EPSILON,
         beta_constraint=constraint,
@@ -213,6 +216,7 @@ def build_segmentor(
     n_outputs: int = 1,
     name: str = "segmentor",
     seed: int | None = 0,
+    sync_batchnorm: bool = False,
 ) -> keras.Model:
     """The SegAN segmentor: input ``(H, W, n_channels)``, output ``(H, W, n_outputs)`` in (0, 1).
 
@@ -243,7 +247,7 @@ def build_segmentor(
             name=f"enc{i}_conv",
         )(x)
         if use_bn:
-            x = _batch_norm(f"enc{i}_bn")(x)
+            x = _batch_norm(f"enc{i}_bn", synchronized=sync_batchnorm)(x)
         x = layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"enc{i}_lrelu")(x)
         skips.append(x)
 
@@ -259,7 +263,7 @@ def build_segmentor(
             kernel_initializer=_kernel_init(k_dec, filters, _layer_seed(seed, tag, next(idx))),
             name=f"dec{j}_conv",
         )(x)
-        x = _batch_norm(f"dec{j}_bn")(x)
+        x = _batch_norm(f"dec{j}_bn", synchronized=sync_batchnorm)(x)
         x = layers.ReLU(name=f"dec{j}_relu")(x)
         x = layers.Add(name=f"dec{j}_skip")([x, skips[3 - j]])
 
@@ -284,6 +288,7 @@ def build_critic(
     clip_value: float | None = 0.05,
     name: str = "critic",
     seed: int | None = 0,
+    sync_batchnorm: bool = False,
 ) -> keras.Model:
     """The multi-scale critic.
 
@@ -331,7 +336,7 @@ def build_critic(
             name=f"conv{i}",
         )(x)
         if use_bn:
-            x = _batch_norm(f"bn{i}", constraint=constraint)(x)
+            x = _batch_norm(f"bn{i}", constraint=constraint, synchronized=sync_batchnorm)(x)
         x = layers.LeakyReLU(negative_slope=LEAKY_SLOPE, name=f"lrelu{i}")(x)
         features.append(layers.Flatten(name=f"flat_layer{i}")(x))
     return keras.Model([image, seg], features, name=name)

@@ -4,7 +4,8 @@ The order of the slices and the position of every crop are a pure function of
 (seed, epoch): `epoch_plan` draws them with numpy from SeedSequence([seed, epoch]).
 So a run resumed at epoch k sees exactly the batches an uninterrupted run sees
 from epoch k on, whatever happened before, and the same plan can feed any Keras
-backend (`batch_iterator` is plain numpy; `train_dataset` wraps it in tf.data).
+backend (`batch_iterator` is plain numpy; `train_dataset` wraps it in tf.data;
+`training_batches` picks one of the two for the running backend).
 """
 from __future__ import annotations
 
@@ -123,6 +124,20 @@ def train_dataset(data: SliceSet, batch_size: int, crop_size: int, seed: int, st
     ds = tf.data.Dataset.from_generator(
         lambda: batch_iterator(data, batch_size, crop_size, seed, start_epoch, epochs), output_signature=spec)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def training_batches(data: SliceSet, batch_size: int, crop_size: int, seed: int, start_epoch: int, epochs: int):
+    """The batches of batch_iterator in the form Keras' fit takes on the running backend.
+
+    TensorFlow: train_dataset (prefetching tf.data). Other backends, where TensorFlow may be
+    absent: the generator itself. Either way fit(steps_per_epoch=...) keeps one iterator
+    across epochs and takes each epoch's steps from it in turn, so both see the same batches.
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        return train_dataset(data, batch_size, crop_size, seed, start_epoch, epochs)
+    return batch_iterator(data, batch_size, crop_size, seed, start_epoch, epochs)
 
 
 def pad_to_multiple(x: np.ndarray, multiple: int = 16, axes: tuple[int, int] = (1, 2)) -> tuple[np.ndarray, tuple]:

@@ -2,6 +2,7 @@
 
 runs/<run name>/
     settings.json          the resolved profile and the run's own options (written first)
+    train_subjects.json    the training subjects used (all of the split's, or train.subject_fraction of them)
     history.csv            one row per epoch: losses, train and validation metrics, seconds
     checkpoints/last.npz   segmentor, critic, both optimizers' state, after the last finished epoch
     checkpoints/last.json  its epoch, the early-stopping state, the data-order seed, the history so far
@@ -16,8 +17,8 @@ ends with the same weights as an uninterrupted one.
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from segan_lib.config import Profile
 from segan_lib.errors import SeganError
 
 CHECKPOINTS = "checkpoints"
+FREEZE_NAMES = {"none": "full", "critic": "seg", "encoder": "enc"}  # in run names: the paper's Full and Seg.
 
 
 class TrainingError(SeganError):
@@ -44,7 +46,7 @@ def default_run_name(profile: Profile, freeze: str = "none", init_from: str | No
     if m.regions != "wt":
         name += f"_{m.regions}"
     if init_from:
-        name += f"_from-{Path(init_from).name}_{'seg' if freeze == 'critic' else 'full'}"
+        name += f"_from-{Path(init_from).name}_{FREEZE_NAMES[freeze]}"
     return name + f"_seed{profile.train.seed}"
 
 
@@ -91,7 +93,7 @@ def write_history(run_dir: Path, history: list[dict]) -> None:
 
 
 # ---------------------------------------------------------------- callbacks
-def _make_callbacks(run_dir, model_ref, val_data, state, patience, batch_size, log):
+def _make_callbacks(run_dir, model_ref, val_data, state, patience, batch_size, log, writes: bool = True):
     import keras
 
     from segan_lib.evaluation import predict_slices, volume_metrics_table
@@ -103,13 +105,13 @@ def _make_callbacks(run_dir, model_ref, val_data, state, patience, batch_size, l
             self._t0 = time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
-            bad = {k: v for k, v in (logs or {}).items() if not math.isfinite(float(v))}
+            bad = {k: v for k, v in (logs or {}).items() if not np.isfinite(np.asarray(v, np.float64)).all()}
             if bad:
                 state["stopped"] = "non-finite loss"
                 self.model.stop_training = True
                 raise TrainingError(
                     f"non-finite loss at epoch {state['epoch_now'] + 1}, batch {batch + 1}: "
-                    + ", ".join(f"{k}={float(v)}" for k, v in bad.items())
+                    + ", ".join(f"{k}={np.asarray(v).ravel()[0]}" for k, v in bad.items())
                     + f"; the last good checkpoint ({run_dir / CHECKPOINTS / 'last.npz'}) is left as it was")
 
         def on_epoch_end(self, epoch, logs=None):
@@ -130,10 +132,11 @@ def _make_callbacks(run_dir, model_ref, val_data, state, patience, batch_size, l
                 es["wait"] += 1
             meta = {"epoch": epoch + 1, "seed": state["seed"], "rng": {"data_order": [state["seed"], epoch + 1]},
                     "early_stopping": dict(es), "history": state["history"]}
-            if improved:
-                save_checkpoint(run_dir, "best", model_ref, meta)
-            save_checkpoint(run_dir, "last", model_ref, meta)
-            write_history(run_dir, state["history"])
+            if writes:  # under multi-worker training only the chief writes the run folder
+                if improved:
+                    save_checkpoint(run_dir, "best", model_ref, meta)
+                save_checkpoint(run_dir, "last", model_ref, meta)
+                write_history(run_dir, state["history"])
             state["epoch_now"] = epoch + 1
             if log:
                 log(f"epoch {epoch + 1}: seg_loss {row.get('seg_loss', float('nan')):.4f}  "
@@ -149,13 +152,24 @@ def _make_callbacks(run_dir, model_ref, val_data, state, patience, batch_size, l
 # ---------------------------------------------------------------- the run
 def train(profile: Profile, run_name: str | None = None, *, resume: bool = False, init_from: str | Path | None = None,
           freeze: str = "none", max_epochs: int | None = None, tensorboard: bool = False, verbose: int = 0,
-          log=print) -> RunResult:
-    """Train one model as the profile says; see the module docstring for what is written."""
+          log=print, strategy: str | None = None, xla: bool | None = None) -> RunResult:
+    """Train one model as the profile says; see the module docstring for what is written.
+
+    strategy: "default", "mirrored" or "multiworker" (segan_lib.distribute); None reads $SEGAN_STRATEGY.
+    xla: compile the train step with XLA (None reads $SEGAN_XLA). Faster (1.2-2.4x on this CPU, see
+    benchmarks/bench_options.py) but TensorFlow's op determinism must then stay off, so the same seed
+    is no longer guaranteed to give the same numbers; off by default.
+    """
+    # first: a multi-worker strategy must exist before TensorFlow runs any operation
+    from segan_lib.distribute import check_global_batch, make_placement
+
+    placement = make_placement(strategy)
     import keras
 
     from segan_lib.cache import open_cache
     from segan_lib.models import build_critic, build_segmentor
-    from segan_lib.pipeline import load_slices, steps_per_epoch, train_dataset
+    from segan_lib.distribute import shard_by_data
+    from segan_lib.pipeline import load_slices, steps_per_epoch, training_batches
     from segan_lib.splits import default_splits_path, load_split
     from segan_lib.training import SegAN, load_state_arrays
 
@@ -180,26 +194,50 @@ def train(profile: Profile, run_name: str | None = None, *, resume: bool = False
             if a != b:
                 raise TrainingError(f"cannot resume {run_name}: its {key} settings differ from the ones given now "
                                     f"(see {run_dir / 'settings.json'})")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "settings.json", settings)
+    writes = placement.is_chief
+    if writes:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "settings.json", settings)
+    check_global_batch(profile.train.batch_size, placement.replicas)
+    if placement.replicas > 1 and log:
+        log(f"train: {placement.name} strategy, {placement.replicas} replicas of {profile.train.batch_size // placement.replicas} "
+            f"slices{'' if writes else '; not the chief: writes nothing'}")
 
     seed = profile.train.seed
-    keras.utils.set_random_seed(seed)
-    _deterministic_ops()
+    _set_random_seed(seed)
+    xla = _xla_wanted(xla)
+    if not xla:
+        _deterministic_ops()
+    elif _op_determinism_enabled():
+        xla = False
+        log and log("train: XLA asked for, but this process already enabled op determinism (an earlier run "
+                    "without XLA); training without XLA")
     cache = open_cache(profile.data_root, profile.preprocess)
     split = load_split(default_splits_path(profile.data_root), case_ids=cache.case_ids)
     m, t = profile.model, profile.train
-    train_data = load_slices(cache, split.train, m.contrasts, m.regions, t.slices)
+    train_ids = split.train
+    if t.subject_fraction < 1.0:
+        from segan_lib.splits import nested_subset
+
+        train_ids = nested_subset(split.train, cache.grades, t.subject_fraction, seed=seed)
+    if writes:
+        atomic_write_json(run_dir / "train_subjects.json", {"fraction": t.subject_fraction, "seed": seed,
+                                                            "case_ids": list(train_ids)})
+    train_data = load_slices(cache, train_ids, m.contrasts, m.regions, t.slices)
     val_data = load_slices(cache, split.val, m.contrasts, m.regions, "all")
     n_out = train_data.masks.shape[-1]
-    segmentor = build_segmentor(len(m.contrasts), width=m.width, n_outputs=n_out, seed=seed)
-    critic = build_critic(len(m.contrasts), n_seg_channels=n_out, input_mode=m.critic_input, width=m.width,
-                          clip_value=m.clip_value, seed=seed)
-    model = SegAN(segmentor, critic, dice_weight=m.dice_weight, freeze=freeze)
-    model.compile(learning_rate=t.learning_rate)
     h, w = train_data.images.shape[1:3]
     crop = min(t.crop_size, h, w)
-    model(np.zeros((1, crop, crop, len(m.contrasts)), np.float32))
+    sync = placement.replicas > 1
+    with _dtype_policy(t.precision), placement.scope():
+        segmentor = build_segmentor(len(m.contrasts), width=m.width, n_outputs=n_out, seed=seed, sync_batchnorm=sync)
+        critic = build_critic(len(m.contrasts), n_seg_channels=n_out, input_mode=m.critic_input, width=m.width,
+                              clip_value=m.clip_value, seed=seed, sync_batchnorm=sync)
+        model = SegAN(segmentor, critic, dice_weight=m.dice_weight, freeze=freeze)
+        model.compile(learning_rate=t.learning_rate, **({"jit_compile": True} if xla else {}))
+        if xla and log:
+            log(f"train: train step compiled with XLA: {bool(model.jit_compile)}")
+        model(np.zeros((1, crop, crop, len(m.contrasts)), np.float32))
 
     state = {"seed": seed, "history": [], "epoch_now": 0, "stopped": "finished all epochs",
              "early_stopping": {"best": -1.0, "best_epoch": 0, "wait": 0}}
@@ -215,7 +253,8 @@ def train(profile: Profile, run_name: str | None = None, *, resume: bool = False
         load_state_arrays(model, arrays, where=str(run_dir / CHECKPOINTS / "last.npz"))
         initial_epoch = int(meta["epoch"])
         state.update(history=meta["history"], epoch_now=initial_epoch, early_stopping=meta["early_stopping"])
-        write_history(run_dir, state["history"])  # drop rows of an epoch that had not been checkpointed
+        if writes:
+            write_history(run_dir, state["history"])  # drop rows of an epoch that had not been checkpointed
         log and log(f"train: resuming {run_name} after epoch {initial_epoch}")
 
     epochs = min(t.epochs, max_epochs) if max_epochs else t.epochs
@@ -225,17 +264,21 @@ def train(profile: Profile, run_name: str | None = None, *, resume: bool = False
         log and log(f"train: {run_name} is already complete")
     else:
         steps = steps_per_epoch(len(train_data), t.batch_size)
-        ds = train_dataset(train_data, t.batch_size, crop, seed, initial_epoch, epochs)
-        callbacks = _make_callbacks(run_dir, model, val_data, state, t.patience, t.batch_size, log)
-        if tensorboard:
+        ds = training_batches(train_data, t.batch_size, crop, seed, initial_epoch, epochs)
+        if placement.strategy is not None:
+            ds = shard_by_data(ds)
+        callbacks = _make_callbacks(run_dir, model, val_data, state, t.patience, t.batch_size, log, writes)
+        if tensorboard and writes:
             callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard")))
-        log and log(f"train: {run_name}: {len(train_data)} training slices ({len(split.train)} cases), "
+        log and log(f"train: {run_name}: {len(train_data)} training slices ({len(train_ids)} cases), "
                     f"{len(split.val)} validation cases, {steps} steps of {t.batch_size} per epoch, "
                     f"epochs {initial_epoch + 1}..{epochs}")
         model.fit(ds, steps_per_epoch=steps, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
                   shuffle=False, verbose=verbose)  # the order comes from epoch_plan
     es = state["early_stopping"]
     result = RunResult(run_dir, es["best_epoch"], es["best"], state["epoch_now"], state["stopped"], state["history"])
+    if not writes:
+        return result
     atomic_write_json(run_dir / "metrics.json", {
         "run_name": run_name, "best_epoch": es["best_epoch"], "best_val_dice": es["best"],
         "epochs_run": state["epoch_now"], "stopped": state["stopped"],
@@ -253,12 +296,64 @@ def train(profile: Profile, run_name: str | None = None, *, resume: bool = False
     return result
 
 
+@contextlib.contextmanager
+def _dtype_policy(name: str):
+    """Build under a Keras dtype policy ('mixed_float16' ...), then restore the previous one."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _set_random_seed(seed: int) -> None:
+    """keras.utils.set_random_seed on TensorFlow; on other backends Python's and NumPy's seeds only.
+
+    Keras' function imports TensorFlow whenever it is installed, to seed it too, which on the
+    JAX backend loads a second framework for nothing. The one other thing it seeds, Keras'
+    global seed, serves only unseeded keras.random draws: the models here seed every
+    initializer, and nothing else in a run draws.
+    """
+    import random
+
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        keras.utils.set_random_seed(seed)
+        return
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def _xla_wanted(xla: bool | None) -> bool:
+    import os
+
+    import keras
+
+    if xla is None:
+        xla = os.environ.get("SEGAN_XLA", "").strip().lower() in ("1", "true", "yes")
+    return bool(xla) and keras.backend.backend() == "tensorflow"  # JAX compiles with XLA anyway
+
+
+def _op_determinism_enabled() -> bool:
+    from tensorflow.python.framework.config import is_op_determinism_enabled
+
+    return is_op_determinism_enabled()
+
+
 def _deterministic_ops() -> None:
+    import keras
+
+    if keras.backend.backend() != "tensorflow":  # nothing to switch on; and TensorFlow may be absent
+        return
     try:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    except Exception:  # other backends: nothing to switch on
+    except Exception:
         pass
 
 

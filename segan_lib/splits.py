@@ -94,6 +94,30 @@ def _apportion(total: int, sizes: Sequence[int]) -> list[int]:
     return shares
 
 
+def nested_subset(case_ids: Sequence[str], grades: Mapping[str, str | None], fraction: float,
+                  seed: int) -> tuple[str, ...]:
+    """A stratified fraction of case ids, nested across fractions for the same seed.
+
+    The ids of each grade are shuffled once with the seed; a fraction takes the first
+    round(fraction * n) of the whole set, shared among the grades by largest remainder,
+    so 10% of a set lies inside its 25%, 50% and 100%. At least one case is kept.
+    Returned in the order of case_ids.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    ids = sorted(case_ids)
+    groups: dict[str, list[str]] = {}
+    for cid in ids:
+        groups.setdefault(str(grades.get(cid)), []).append(cid)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5AB5E7]))  # its own stream, not the split's
+    shuffled = {g: [members[i] for i in rng.permutation(len(members))] for g, members in sorted(groups.items())}
+    keys = sorted(shuffled)
+    total = max(1, round(fraction * len(ids)))
+    shares = _apportion(total, [len(shuffled[g]) for g in keys])
+    chosen = {cid for g, k in zip(keys, shares) for cid in shuffled[g][:k]}
+    return tuple(c for c in case_ids if c in chosen)
+
+
 def make_split(
     grades: Mapping[str, str | None],
     seed: int = 0,

@@ -33,6 +33,8 @@ class Step:
     run: Callable[["Step", Path], list[Path]]  # returns the outputs it produced
     fresh_run_dir: bool = False  # --force removes what an earlier run of the step left (a training run's checkpoints)
     outputs: list[Path] = field(default_factory=list)
+    needs: list[str] | None = None  # names of the steps it waits for; None: every step before it
+    parallel: bool = False  # may run in its own process beside others (study --jobs)
 
     @property
     def key(self) -> str:
@@ -134,7 +136,17 @@ def study_steps(profile: Profile, profile_name: str, with_models: bool = True) -
     if not with_models:
         return steps
 
-    # ---- the models: one papermill call per model, in a loop over the experiment plan
+    if profile.study.paper:
+        steps += _paper_steps(profile, profile_name, base_overrides, data_steps=list(steps))
+    if profile.study.transfer:  # independent of the paper's models: with --jobs it runs beside them
+        data_steps = [s.name for s in steps if not s.parallel and s.name in ("phantom", "preprocess", "split")]
+        steps.append(_transfer_step(profile, profile_name, base_overrides, needs=data_steps))
+    return steps
+
+
+def _paper_steps(profile: Profile, profile_name: str, base_overrides: dict, data_steps: list[Step]) -> list[Step]:
+    """Tables I-III, Fig. 2 and 3: 13 models, their evaluation, the transfer matrix and the results."""
+    steps: list[Step] = []
     from segan_lib.experiments import study_models
 
     study_profile = {k: v for k, v in profile.to_dict().items() if k not in ("name", "description")}
@@ -159,7 +171,8 @@ def study_steps(profile: Profile, profile_name: str, with_models: bool = True) -
 
         kind = "fine-tune" if source else "train"
         step = Step(f"{'finetune' if source else 'train'}_{spec.key}", f"{kind} {spec.label}", params, run_model,
-                    fresh_run_dir=True)
+                    fresh_run_dir=True, parallel=True,
+                    needs=[s.name for s in data_steps] + ([source.name] if source else []))
         model_steps[spec.key] = step
         steps.append(step)
 
@@ -207,36 +220,44 @@ def study_steps(profile: Profile, profile_name: str, with_models: bool = True) -
     return steps
 
 
+
+
+def _transfer_step(profile: Profile, profile_name: str, base_overrides: dict, needs: list[str]) -> Step:
+    """The transfer study: one notebook that trains what is missing of its plan, then the tables and figure."""
+    params = {"profile": {k: v for k, v in profile.to_dict().items() if k not in ("name", "description")},
+              "notebook_version": 1}
+
+    def run(step: Step, run_dir: Path) -> list[Path]:
+        figures = paths.figures_dir()
+        nb = run_notebook("07_transfer_study.ipynb", run_dir, {"profile": profile_name, "overrides": base_overrides,
+                                                               "out_dir": str(figures)})
+        from segan_lib.transfer_analysis import OUTPUT_NAMES
+
+        return [nb] + [figures / name for name in OUTPUT_NAMES]
+
+    return Step("07_transfer_study", "the transfer study: strategies, data efficiency, seeds, missing contrasts",
+                params, run, parallel=True, needs=needs)
+
+
 def run_study(profile: Profile, profile_name: str, only: list[str] | None = None, force: bool = False,
-              log: Callable[[str], None] = print, with_models: bool = True) -> list[Step]:
+              log: Callable[[str], None] = print, with_models: bool = True, jobs: int = 1,
+              gpus: list[str] | None = None) -> list[Step]:
+    """Run the study's steps in order; with jobs > 1, independent model steps run side by side in processes."""
     steps = study_steps(profile, profile_name, with_models=with_models)
     if only:
         unknown = sorted(set(only) - {s.name for s in steps})
         if unknown:
             raise SeganError(f"unknown step(s) {', '.join(unknown)}; steps: {', '.join(s.name for s in steps)}")
         steps = [s for s in steps if s.name in only]
+    if jobs < 1:
+        raise SeganError(f"--jobs must be at least 1, got {jobs}")
     t_start = time.perf_counter()
-    for i, step in enumerate(steps, 1):
-        nxt = steps[i].name if i < len(steps) else "nothing (last step)"
-        elapsed = time.perf_counter() - t_start
-        if not force and step.is_done():
-            log(f"[{i}/{len(steps)}] {step.name}: already done for these parameters, skipped "
-                f"({step.run_dir.relative_to(paths.project_root())}); elapsed {elapsed:.0f} s")
-            step.outputs = [Path(p) for p in json.loads((step.run_dir / "step.json").read_text())["outputs"]]
-            continue
-        log(f"[{i}/{len(steps)}] {step.name}: {step.description}; elapsed {elapsed:.0f} s; next: {nxt}")
-        t0 = time.perf_counter()
-        if force and step.fresh_run_dir and step.run_dir.exists():
-            shutil.rmtree(step.run_dir)  # asked for: recompute from scratch rather than resume
-        step.run_dir.mkdir(parents=True, exist_ok=True)
-        outputs = step.run(step, step.run_dir)
-        step.outputs = outputs
-        atomic_write_json(step.run_dir / "step.json", {
-            "step": step.name, "params": json.loads(json.dumps(step.params, default=str)),
-            "outputs": [str(p) for p in outputs], "seconds": round(time.perf_counter() - t0, 1),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        })
-        log(f"[{i}/{len(steps)}] {step.name}: done in {time.perf_counter() - t0:.0f} s")
+    if jobs == 1:
+        for i, step in enumerate(steps, 1):
+            _run_step(step, f"[{i}/{len(steps)}]", force, log, t_start,
+                      nxt=steps[i].name if i < len(steps) else "nothing (last step)")
+    else:
+        _run_parallel(steps, profile, profile_name, jobs, gpus, force, log, t_start)
     log(f"study: {len(steps)} step(s) in {time.perf_counter() - t_start:.0f} s. Outputs:")
     for step in steps:
         for p in step.outputs:
@@ -246,6 +267,116 @@ def run_study(profile: Profile, profile_name: str, only: list[str] | None = None
                 shown = p
             log(f"  {step.name}: {shown}")
     return steps
+
+
+def _skip_if_done(step: Step, tag: str, force: bool, log, t_start: float) -> bool:
+    if force or not step.is_done():
+        return False
+    log(f"{tag} {step.name}: already done for these parameters, skipped "
+        f"({step.run_dir.relative_to(paths.project_root())}); elapsed {time.perf_counter() - t_start:.0f} s")
+    step.outputs = [Path(p) for p in json.loads((step.run_dir / "step.json").read_text())["outputs"]]
+    return True
+
+
+def _run_step(step: Step, tag: str, force: bool, log, t_start: float, nxt: str = "") -> None:
+    """Run one step in this process (unless done) and record it in step.json, written last."""
+    if _skip_if_done(step, tag, force, log, t_start):
+        return
+    log(f"{tag} {step.name}: {step.description}; elapsed {time.perf_counter() - t_start:.0f} s"
+        + (f"; next: {nxt}" if nxt else ""))
+    t0 = time.perf_counter()
+    if force and step.fresh_run_dir and step.run_dir.exists():
+        shutil.rmtree(step.run_dir)  # asked for: recompute from scratch rather than resume
+    step.run_dir.mkdir(parents=True, exist_ok=True)
+    outputs = step.run(step, step.run_dir)
+    step.outputs = outputs
+    atomic_write_json(step.run_dir / "step.json", {
+        "step": step.name, "params": json.loads(json.dumps(step.params, default=str)),
+        "outputs": [str(p) for p in outputs], "seconds": round(time.perf_counter() - t0, 1),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    })
+    log(f"{tag} {step.name}: done in {time.perf_counter() - t0:.0f} s")
+
+
+def _child_command(step: Step, profile: Profile, profile_name: str, force: bool) -> list[str]:
+    """`segan study --only STEP` for the same profile, in a fresh interpreter."""
+    import sys
+
+    cmd = [sys.executable, "-m", "segan_lib.cli", "study", "--profile", profile_name, "--only", step.name]
+    for key, value in profile_overrides(profile, profile_name).items():
+        cmd += ["--set", f"{key}={json.dumps(value)}"]
+    return cmd + (["--force"] if force else [])
+
+
+def _run_parallel(steps: list[Step], profile: Profile, profile_name: str, jobs: int, gpus: list[str] | None,
+                  force: bool, log, t_start: float) -> None:
+    """Steps in dependency order: parallel ones in up to `jobs` child processes, the others here, alone.
+
+    Child j of the pool sees only GPU gpus[j % len(gpus)] when gpus are given. A failed child stops
+    the launch of new steps; those running are waited for, and the failure names its log file.
+    """
+    import os
+    import subprocess
+
+    names = [s.name for s in steps]
+    needs = {s.name: [n for n in (s.needs if s.needs is not None else names[:i]) if n in names]
+             for i, s in enumerate(steps)}
+    logs_dir = paths.runs_dir() / "_logs"
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    done: set[str] = set()
+    pending = list(steps)
+    running: dict = {}  # Popen -> (step, slot, log path, file, start time)
+    free_slots = list(range(jobs))
+    failure = None
+    total = len(steps)
+    started = 0  # steps begun or skipped, for the [k/N] tags
+    while pending or running:
+        for proc in [p for p in running if p.poll() is not None]:
+            step, slot, log_path, fh, t0, tag = running.pop(proc)
+            fh.close()
+            free_slots.append(slot)
+            if proc.returncode != 0:
+                failure = failure or StepFailed(f"step {step.name} failed (exit {proc.returncode}); its log is {log_path}")
+                log(f"{tag} {step.name}: FAILED, see {log_path}")
+                continue
+            step.outputs = [Path(p) for p in json.loads((step.run_dir / "step.json").read_text())["outputs"]]
+            done.add(step.name)
+            log(f"{tag} {step.name}: done in {time.perf_counter() - t0:.0f} s (job {slot})")
+        if failure is None:
+            for step in [s for s in pending if all(n in done for n in needs[s.name])]:
+                tag = f"[{started + 1}/{total}]"
+                if _skip_if_done(step, tag, force, log, t_start):
+                    pending.remove(step)
+                    done.add(step.name)
+                    started += 1
+                elif step.parallel and free_slots:
+                    slot = free_slots.pop(0)
+                    env = dict(os.environ)
+                    if gpus:
+                        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+                    log_path = logs_dir / f"{step.name}.log"
+                    fh = open(log_path, "w")
+                    proc = subprocess.Popen(_child_command(step, profile, profile_name, force), stdout=fh,
+                                            stderr=subprocess.STDOUT, env=env, cwd=str(paths.project_root()))
+                    running[proc] = (step, slot, log_path, fh, time.perf_counter(), tag)
+                    pending.remove(step)
+                    started += 1
+                    log(f"{tag} {step.name}: {step.description}; started as job {slot}"
+                        f"{' on GPU ' + env['CUDA_VISIBLE_DEVICES'] if gpus else ''}, log {log_path.name}; "
+                        f"elapsed {time.perf_counter() - t_start:.0f} s")
+                elif not step.parallel and not running:
+                    _run_step(step, tag, force, log, t_start)
+                    pending.remove(step)
+                    done.add(step.name)
+                    started += 1
+                    break  # what is ready may have changed
+        elif not running:
+            raise failure
+        if pending and not running and failure is None and not any(
+                all(n in done for n in needs[s.name]) for s in pending):
+            raise SeganError(f"steps {', '.join(s.name for s in pending)} wait for steps that never ran")
+        if running:
+            time.sleep(0.5)
 
 
 def planned_runs(profile_name: str = "quick", overrides: dict | None = None) -> dict:

@@ -8,18 +8,29 @@ weighted soft Dice loss). The critic's weights are clipped by a kernel
 constraint that Keras applies after each of its updates. `fit`, callbacks and
 progress bars are Keras'.
 
-The train step uses tf.GradientTape (the TensorFlow backend); the networks and
-losses themselves are backend-neutral.
+The train step here uses tf.GradientTape (the TensorFlow backend); on the JAX
+backend `train_step` and `test_step` hand over to segan_lib.train_step_jax, the
+same computation written statelessly. The networks and losses are backend-neutral.
 """
 from __future__ import annotations
 
 import keras
 import numpy as np
 
+from segan_lib.distribute import per_replica_logs, replica_share
 from segan_lib.losses import dice_loss, multiscale_l1
 from segan_lib.metrics import dice_per_sample, precision_per_sample, sensitivity_per_sample
 
-FREEZE_MODES = ("none", "critic")
+# what stays fixed when fine-tuning: nothing, the critic, or the segmentor's encoder (its enc* layers,
+# so the decoder and the critic adapt to the new contrast while the features stay the source's)
+FREEZE_MODES = ("none", "critic", "encoder")
+
+
+def _loss_scaled(optimizer):
+    """Under float16 compute, a dynamically loss-scaled optimizer, so small gradients do not flush to zero."""
+    if keras.config.dtype_policy().compute_dtype == "float16":
+        return keras.optimizers.LossScaleOptimizer(optimizer, name=f"{optimizer.name}_loss_scaled")
+    return optimizer
 
 
 class SegAN(keras.Model):
@@ -39,6 +50,10 @@ class SegAN(keras.Model):
             # Keras semantics: a frozen BatchNormalization also runs in inference mode,
             # so the critic's moving statistics stay untouched too.
             self.critic.trainable = False
+        if freeze == "encoder":
+            for layer in self.segmentor.layers:
+                if layer.name.startswith("enc"):
+                    layer.trainable = False  # a frozen BatchNormalization also keeps its moving statistics
         names = ("seg_loss", "critic_loss", "l1", "dice_loss", "dice")
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
         self.eval_trackers = {n: keras.metrics.Mean(name=n) for n in
@@ -49,11 +64,27 @@ class SegAN(keras.Model):
 
     def compile(self, seg_optimizer=None, critic_optimizer=None, learning_rate: float = 2e-5, **kwargs):
         super().compile(**kwargs)
-        self.seg_optimizer = seg_optimizer or keras.optimizers.RMSprop(learning_rate, name="seg_rmsprop")
-        self.critic_optimizer = critic_optimizer or keras.optimizers.RMSprop(learning_rate, name="critic_rmsprop")
+        self.seg_optimizer = seg_optimizer or _loss_scaled(keras.optimizers.RMSprop(learning_rate, name="seg_rmsprop"))
+        self.critic_optimizer = critic_optimizer or _loss_scaled(
+            keras.optimizers.RMSprop(learning_rate, name="critic_rmsprop"))
         self.seg_optimizer.build(self.segmentor.trainable_variables)
         self.critic_optimizer.build(self.critic.trainable_variables if self.critic.trainable
                                     else self.critic.weights[:0])
+        if keras.backend.backend() == "jax":  # its trainer carries only model.optimizer's variables in the state
+            from segan_lib.train_step_jax import OptimizerPair
+
+            self.optimizer = OptimizerPair(self.seg_optimizer, self.critic_optimizer)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a tf.distribute strategy Keras (3.15) draws a batch and reduces it across the
+        # replicas to learn the input shapes, which fails for MultiWorkerMirroredStrategy (a tuple
+        # of PerReplica values). The networks are built before fit (runs.train calls the model),
+        # so no batch is needed: build what is left without one.
+        if self.built and getattr(self, "_distribute_strategy", None) is not None:
+            with self.distribute_strategy.scope():
+                self._symbolic_build(data_batch=None)
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     @property
     def metrics(self):
@@ -64,7 +95,12 @@ class SegAN(keras.Model):
         fake = self.critic([images, prediction], training=critic_training)
         return multiscale_l1(real, fake, weights=self.l1_weights)
 
-    def train_step(self, data):
+    def train_step(self, *args):
+        if keras.backend.backend() == "jax":  # stateless: (state, data) -> (logs, new state)
+            from segan_lib import train_step_jax
+
+            return train_step_jax.train_step(self, *args)
+        (data,) = args
         import tensorflow as tf
 
         images, truth, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -73,14 +109,16 @@ class SegAN(keras.Model):
             with tf.GradientTape() as tape:
                 prediction = self.segmentor(images, training=True)
                 critic_loss = -self._l1(images, truth, prediction, critic_training=True)
-            grads = tape.gradient(critic_loss, self.critic.trainable_variables)
+                scaled = self.critic_optimizer.scale_loss(replica_share(critic_loss))
+            grads = tape.gradient(scaled, self.critic.trainable_variables)
             self.critic_optimizer.apply(grads, self.critic.trainable_variables)  # then the clip constraint
         with tf.GradientTape() as tape:
             prediction = self.segmentor(images, training=True)
             l1 = self._l1(images, truth, prediction, critic_training=critic_training)
             d_loss = dice_loss(truth, prediction)
             seg_loss = l1 + self.dice_weight * d_loss
-        grads = tape.gradient(seg_loss, self.segmentor.trainable_variables)
+            scaled = self.seg_optimizer.scale_loss(replica_share(seg_loss))
+        grads = tape.gradient(scaled, self.segmentor.trainable_variables)
         self.seg_optimizer.apply(grads, self.segmentor.trainable_variables)
         if not critic_training:
             critic_loss = -l1
@@ -88,9 +126,14 @@ class SegAN(keras.Model):
                   "dice": keras.ops.mean(dice_per_sample(truth, prediction))}
         for name, value in values.items():
             self.trackers[name].update_state(value)
-        return {name: self.trackers[name].result() for name in values}
+        return per_replica_logs({name: self.trackers[name].result() for name in values})
 
-    def test_step(self, data):
+    def test_step(self, *args):
+        if keras.backend.backend() == "jax":
+            from segan_lib import train_step_jax
+
+            return train_step_jax.test_step(self, *args)
+        (data,) = args
         images, truth, _ = keras.utils.unpack_x_y_sample_weight(data)
         prediction = self.segmentor(images, training=False)
         l1 = self._l1(images, truth, prediction, critic_training=False)
@@ -101,7 +144,7 @@ class SegAN(keras.Model):
                   "sensitivity": keras.ops.mean(sensitivity_per_sample(truth, prediction))}
         for name, value in values.items():
             self.eval_trackers[name].update_state(value)
-        return {name: self.eval_trackers[name].result() for name in values}
+        return per_replica_logs({name: self.eval_trackers[name].result() for name in values})
 
 
 # ---------------------------------------------------------------- state of a run
@@ -119,7 +162,10 @@ def state_arrays(model: SegAN) -> dict[str, np.ndarray]:
     out = {}
     for group, variables in model_state(model).items():
         for i, v in enumerate(variables):
-            out[f"{group}/{i:04d}/{v.path}"] = keras.ops.convert_to_numpy(v)
+            arr = keras.ops.convert_to_numpy(v)
+            if arr.dtype.kind == "i":  # iteration counters: int64 as TensorFlow keeps them (JAX: int32), one format
+                arr = arr.astype(np.int64)
+            out[f"{group}/{i:04d}/{v.path}"] = arr
     return out
 
 

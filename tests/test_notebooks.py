@@ -29,7 +29,9 @@ def study_root(tmp_path_factory):
     from segan_lib.study import run_study
 
     lines = []
-    steps = run_study(load_profile("smoke"), "smoke", log=lines.append)
+    # two jobs: the independent model steps run side by side in child processes, as `run_all.sh --jobs 2`;
+    # the rerun below (one job, in this process) must find every step done with the same keys
+    steps = run_study(load_profile("smoke"), "smoke", log=lines.append, jobs=2)
     yield root, steps, lines
     if old is None:
         os.environ.pop("SEGAN_ROOT", None)
@@ -48,6 +50,7 @@ def test_the_smoke_study_regenerates_every_table_and_figure(study_root, monkeypa
         assert (figures / f"{name}.png").exists() and (figures / f"{name}.pdf").exists(), name
     names = [s.name for s in steps]
     assert names.count("06_results") == 1 and sum(n.startswith(("train_", "finetune_")) for n in names) == 13
+    assert names.count("07_transfer_study") == 1
     md = (figures / "table1_four_contrasts.md").read_text()
     assert "per 3-D volume" in md and "SegAN_IO (proposed)" in md and "0.862" in md  # ours beside the paper's
     # the numbers in the table are the ones in the runs' evaluation files
@@ -58,6 +61,17 @@ def test_the_smoke_study_regenerates_every_table_and_figure(study_root, monkeypa
     assert f"{dice:.3f}" in md
     # one executed notebook per model, in its run folder
     assert (paths.runs_dir() / run / "02_training.ipynb").exists()
+    # the transfer study (smoke: t2 and flair, two seeds, 50% and 100% of the subjects)
+    from segan_lib.transfer_analysis import OUTPUT_NAMES
+
+    for name in OUTPUT_NAMES:
+        assert (figures / name).exists(), name
+    import pandas as pd
+
+    matrix = pd.read_csv(figures / "transfer_strategy_matrix_values.csv")
+    assert len(matrix) == 2 * 4  # two targets x (scratch + three strategies)
+    missing = pd.read_csv(figures / "transfer_missing_contrasts.csv")
+    assert len(missing) == 15
 
 
 def test_a_rerun_skips_every_step(study_root, monkeypatch):
@@ -78,7 +92,7 @@ def nbval(root, *args):
 
 
 @pytest.mark.parametrize("notebook", ["01_data_exploration", "02_training", "03_evaluation", "04_transfer_matrix",
-                                      "05_fine_tuning", "06_results"])
+                                      "05_fine_tuning", "06_results", "07_transfer_study"])
 def test_notebook_runs_with_its_defaults(study_root, notebook):
     root, _, _ = study_root
     res = nbval(root, "--nbval-lax", str(NOTEBOOKS / f"{notebook}.ipynb"))

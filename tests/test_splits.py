@@ -76,3 +76,18 @@ def test_corrupt_split_file_is_named(tmp_path):
     path.write_text("{not json")
     with pytest.raises(DataError, match="splits.json"):
         load_split(path)
+
+
+def test_nested_subsets_are_stratified_seeded_and_nested():
+    from segan_lib.splits import nested_subset
+
+    grades = {f"H{i:02d}": "HGG" for i in range(32)} | {f"L{i:02d}": "LGG" for i in range(8)}
+    ids = list(grades)
+    subsets = {f: nested_subset(ids, grades, f, seed=3) for f in (0.1, 0.25, 0.5, 1.0)}
+    # 40 cases: 4, 10, 20, 40 of them, HGG:LGG 4:1 as in the whole set
+    assert [len(subsets[f]) for f in (0.1, 0.25, 0.5, 1.0)] == [4, 10, 20, 40]
+    assert sum(c.startswith("L") for c in subsets[0.25]) == 2 and sum(c.startswith("L") for c in subsets[0.5]) == 4
+    assert set(subsets[0.1]) <= set(subsets[0.25]) <= set(subsets[0.5]) <= set(subsets[1.0]) == set(ids)
+    assert nested_subset(ids, grades, 0.25, seed=3) == subsets[0.25]  # same seed, same subset
+    assert nested_subset(ids, grades, 0.25, seed=4) != subsets[0.25]
+    assert len(nested_subset(ids, grades, 0.01, seed=0)) == 1  # never empty

@@ -79,3 +79,75 @@ def test_run_all_sh_skips_done_steps_and_force_recomputes(tmp_path):
     failing = subprocess.run([str(script), "--profile", "smoke", "--only", "nope"], env=env, capture_output=True,
                              text=True)
     assert failing.returncode == 2 and "unknown step" in failing.stderr
+
+
+# ---------------------------------------------------------------- study --jobs: the scheduler
+FAKE_CHILD = r"""
+import json, os, sys, time
+from pathlib import Path
+run_dir, name, fail = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "fail"
+start = time.time()
+time.sleep(0.6)
+if fail:
+    print("this step broke"); sys.exit(3)
+run_dir.mkdir(parents=True, exist_ok=True)
+record = {"name": name, "start": start, "end": time.time(), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}
+(run_dir / "record.json").write_text(json.dumps(record))
+(run_dir / "step.json").write_text(json.dumps({"step": name, "params": {"n": name}, "outputs": [str(run_dir / "record.json")]}))
+"""
+
+
+def _fake_study(monkeypatch, failing=()):
+    import sys
+    import time
+
+    from segan_lib import study
+    from segan_lib.study import Step
+
+    order = []
+
+    def in_process(step, run_dir):
+        order.append((step.name, time.time()))
+        return []
+
+    steps = [Step("data", "data", {"n": "data"}, in_process)]
+    for name, needs in (("a", ["data"]), ("b", ["data"]), ("c", ["data"]), ("d", ["data", "a"])):
+        steps.append(Step(name, f"model {name}", {"n": name}, in_process, parallel=True, needs=needs))
+    steps.append(Step("report", "report", {"n": "report"}, in_process))
+    monkeypatch.setattr(study, "study_steps", lambda *a, **k: steps)
+    monkeypatch.setattr(study, "_child_command", lambda step, *a: [
+        sys.executable, "-c", FAKE_CHILD, str(step.run_dir), step.name, "fail" if step.name in failing else "ok"])
+    return steps, order
+
+
+def test_jobs_run_independent_models_side_by_side_in_dependency_order(smoke_root, monkeypatch):
+    steps, order = _fake_study(monkeypatch)
+    lines = []
+    run_study(load_profile("smoke"), "smoke", jobs=2, gpus=["0", "1"], log=lines.append)
+    records = {s.name: json.loads((s.run_dir / "record.json").read_text()) for s in steps if s.parallel}
+    (_, data_time), (_, report_time) = order  # the in-process steps, first and last
+    events = sorted([(r["start"], 1) for r in records.values()] + [(r["end"], -1) for r in records.values()])
+    running, most = 0, 0
+    for _, change in events:
+        running += change
+        most = max(most, running)
+    assert most == 2  # never more than --jobs, and really side by side
+    assert records["d"]["start"] >= records["a"]["end"]  # d starts from a's weights
+    assert all(r["start"] >= data_time for r in records.values())
+    assert all(r["end"] <= report_time for r in records.values())
+    assert {r["gpu"] for r in records.values()} == {"0", "1"}  # one GPU per concurrent job
+    lines.clear()
+    run_study(load_profile("smoke"), "smoke", jobs=2, log=lines.append)
+    assert sum("already done" in line for line in lines) == len(steps)  # a rerun skips them all
+
+
+def test_a_failed_job_stops_new_ones_and_names_its_log(smoke_root, monkeypatch):
+    from segan_lib.study import StepFailed
+
+    steps, order = _fake_study(monkeypatch, failing=("a",))
+    with pytest.raises(StepFailed, match=r"step a failed \(exit 3\); its log is .*a\.log"):
+        run_study(load_profile("smoke"), "smoke", jobs=2, log=lambda line: None)
+    log = paths.runs_dir() / "_logs" / "a.log"
+    assert "this step broke" in log.read_text()
+    assert [name for name, _ in order] == ["data"]  # the report never ran
+    assert not (steps[4].run_dir / "record.json").exists()  # d waits for a, so it never started

@@ -236,3 +236,78 @@ def test_resume_after_a_real_sigkill(root):
     assert done < 4, "the run finished before it could be killed"
     subprocess.run(base + ["--name", "sigkill", "--resume"], env=env, check=True, capture_output=True)
     assert_same_state(arrays("sigkill_ref"), arrays("sigkill"))
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_with_float32_outputs_and_weights(root, precision):
+    import keras
+
+    from segan_lib.runs import train
+
+    result = train(profile(f"train.precision={precision}", "train.epochs=1"), f"mixed_{precision}", log=None)
+    assert keras.config.dtype_policy().name == "float32"  # the policy does not leak out of the run
+    row = result.history[0]
+    assert all(np.isfinite(row[k]) for k in ("seg_loss", "critic_loss", "dice", "val_dice"))
+    state = arrays(f"mixed_{precision}")
+    assert all(a.dtype != np.float16 for a in state.values())  # variables stay float32
+    if precision == "mixed_float16":  # a dynamically loss-scaled optimizer keeps its scale in the checkpoint
+        assert any("loss_scale" in k or "scale" in k.split("/")[-1] for k in state if k.startswith("seg_optimizer/"))
+    from segan_lib.bundle import load_bundle
+
+    bundle = load_bundle(result.run_dir / "bundle")
+    assert bundle.segmentor.output.dtype == "float32"
+
+
+def test_fine_tuning_with_the_encoder_frozen_trains_decoder_and_critic_only(root):
+    from segan_lib.runs import train
+
+    train(profile("model.contrasts=[flair]", "train.epochs=1"), "enc_source", log=None)
+    train(profile("model.contrasts=[t2]", "train.epochs=1"), "enc_tuned", init_from="enc_source", freeze="encoder",
+          log=None)
+    src, tuned = arrays("enc_source", "best"), arrays("enc_tuned", "last")
+    encoder = [k for k in src if k.startswith("segmentor/") and "/enc" in k]
+    decoder = [k for k in src if k.startswith("segmentor/") and ("/dec" in k or "/out" in k)]
+    assert encoder and decoder
+    for k in encoder:
+        np.testing.assert_array_equal(src[k], tuned[k], err_msg=k)  # kernels and BN statistics
+    assert any(not np.array_equal(src[k], tuned[k]) for k in decoder)
+    assert any(not np.array_equal(src[k], tuned[k]) for k in src if k.startswith("critic/"))
+
+
+def test_a_fraction_of_the_training_subjects(root):
+    from segan_lib.runs import train
+    from segan_lib.splits import default_splits_path, load_split
+
+    p = profile("train.subject_fraction=0.5", "train.epochs=1")
+    result = train(p, "half", log=None)
+    chosen = json.loads((result.run_dir / "train_subjects.json").read_text())
+    split = load_split(default_splits_path(p.data_root))
+    assert len(chosen["case_ids"]) == round(0.5 * len(split.train)) and set(chosen["case_ids"]) <= set(split.train)
+
+
+def test_xla_compiles_the_train_step_without_op_determinism(root):
+    import subprocess
+    import sys
+
+    # op determinism is process-wide and the other tests switched it on: a fresh process
+    code = ("from segan_lib.config import load_profile; from segan_lib.runs import train; "
+            f"r = train(load_profile('smoke', {TINY + ['train.epochs=1']!r}), 'xla_run', xla=True, log=print); "
+            "from tensorflow.python.framework.config import is_op_determinism_enabled; "
+            "print('determinism', is_op_determinism_enabled())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, SEGAN_ROOT=str(root)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "determinism False" in done.stdout and "compiled with XLA: True" in done.stdout
+    history = json.loads((paths.runs_dir() / "xla_run" / "metrics.json").read_text())
+    assert np.isfinite(history["best_val_dice"])
+
+
+def test_xla_after_op_determinism_falls_back_and_says_so(root):
+    from segan_lib.runs import train
+
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()  # as every earlier run in this process did
+    lines = []
+    train(profile("train.epochs=1"), "xla_fallback", xla=True, log=lines.append)
+    assert any("XLA asked for" in line for line in lines)
