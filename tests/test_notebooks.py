@@ -69,7 +69,7 @@ def test_the_smoke_study_regenerates_every_table_and_figure(study_root, monkeypa
     import pandas as pd
 
     matrix = pd.read_csv(figures / "transfer_strategy_matrix_values.csv")
-    assert len(matrix) == 2 * 4  # two targets x (scratch + three strategies)
+    assert len(matrix) == 2 * 3  # two targets x (scratch + two strategies)
     missing = pd.read_csv(figures / "transfer_missing_contrasts.csv")
     assert len(missing) == 15
 
