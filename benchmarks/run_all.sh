@@ -21,6 +21,7 @@ short_args() {  # sets args: few steps / cases, so the whole set runs in minutes
         bench_train_step) args=(--shapes quick-b16-c4,paper-b16-c4 --steps 3);;
         bench_pipeline) args=(--steps 3 --batches 50);;
         bench_options) args=(--steps 5 --batches 50);;
+        bench_jax_step) args=(--shape tiny --batches 8 --steps 5 --train-steps 60);;  # the script's check; gpu_check.sh runs it at paper shape
     esac
     if grep -q -- '"--json"' "$HERE/$name.py"; then
         args+=(--json "$OUT/$name.json")
