@@ -139,7 +139,7 @@ def study_steps(profile: Profile, profile_name: str, with_models: bool = True) -
     if profile.study.paper:
         steps += _paper_steps(profile, profile_name, base_overrides, data_steps=list(steps))
     if profile.study.transfer:  # independent of the paper's models: with --jobs it runs beside them
-        data_steps = [s.name for s in steps if not s.parallel and s.name in ("phantom", "preprocess", "split")]
+        data_steps = [s.name for s in steps if s.name in ("phantom", "preprocess", "split")]
         steps.append(_transfer_step(profile, profile_name, base_overrides, needs=data_steps))
     return steps
 

@@ -38,17 +38,16 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
+from segan_lib.config import FREEZE_STRATEGIES
 from segan_lib.figures import CONTRAST_TITLES, save_figure
+from segan_lib.io.case import CONTRASTS
 from segan_lib.metrics import summarize
 from segan_lib.tables import write_table
+from segan_lib.transfer_study import MISSING_COLUMNS, RESULT_COLUMNS, contrast_subsets
 
-CONTRASTS: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
-STRATEGIES: tuple[str, ...] = ("scratch", "full", "critic", "encoder")
-FINE_TUNING: tuple[str, ...] = ("full", "critic", "encoder")
+STRATEGIES: tuple[str, ...] = ("scratch",) + FREEZE_STRATEGIES
+FINE_TUNING: tuple[str, ...] = FREEZE_STRATEGIES
 FILLS: tuple[str, ...] = ("zero", "mean")
-RESULT_COLUMNS: tuple[str, ...] = ("target", "source", "strategy", "fraction", "n_subjects", "seed",
-                                   "case_id", "dice")
-MISSING_COLUMNS: tuple[str, ...] = ("subset", "fill", "seed", "case_id", "dice")
 ALPHA = 0.05
 #: the zero-difference rule of every Wilcoxon test here (see wilcoxon_paired)
 ZERO_METHOD = "zsplit"
@@ -131,7 +130,7 @@ def _canonical_subset(subset: str) -> str:
 
 def all_subsets() -> list[str]:
     """The 15 non-empty contrast subsets: by number of contrasts, then in t1, t1c, t2, flair order."""
-    return ["+".join(c) for k in range(1, len(CONTRASTS) + 1) for c in itertools.combinations(CONTRASTS, k)]
+    return ["+".join(c) for c in contrast_subsets()]
 
 
 # ---------------------------------------------------------------- seeds

@@ -37,8 +37,9 @@ from segan_lib.config import Profile, apply_overrides
 from segan_lib.io.case import CONTRASTS
 
 FREEZE_OF = {"scratch": "none", "four_contrast": "none", "full": "none", "critic": "critic", "encoder": "encoder"}
-RESULT_COLUMNS = ["target", "source", "strategy", "fraction", "n_subjects", "seed", "case_id", "dice"]
-MISSING_COLUMNS = ["subset", "fill", "seed", "case_id", "dice"]
+# the long formats of the per-subject results, read by segan_lib.transfer_analysis
+RESULT_COLUMNS = ("target", "source", "strategy", "fraction", "n_subjects", "seed", "case_id", "dice")
+MISSING_COLUMNS = ("subset", "fill", "seed", "case_id", "dice")
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,8 @@ def collect_results(runs: list[TransferRun]) -> pd.DataFrame:
         frames.append(pd.DataFrame({
             "target": run.target, "source": run.source, "strategy": run.strategy, "fraction": run.fraction,
             "n_subjects": n_subjects, "seed": run.seed, "case_id": table["case_id"], "dice": table["dice"]}))
-    return pd.concat(frames, ignore_index=True)[RESULT_COLUMNS] if frames else pd.DataFrame(columns=RESULT_COLUMNS)
+    return pd.concat(frames, ignore_index=True)[list(RESULT_COLUMNS)] if frames else pd.DataFrame(
+        columns=list(RESULT_COLUMNS))
 
 
 # ---------------------------------------------------------------- missing contrasts at test time
@@ -200,7 +202,7 @@ def missing_contrast_results(profile: Profile, run: TransferRun, log: Callable |
     if out_path.exists():
         cached = pd.read_csv(out_path, keep_default_na=False)
         if set(cached["fill"]) == set(fills):
-            return cached[MISSING_COLUMNS]
+            return cached[list(MISSING_COLUMNS)]
     import keras
 
     from segan_lib.cache import open_cache
@@ -225,7 +227,7 @@ def missing_contrast_results(profile: Profile, run: TransferRun, log: Callable |
             rows.append(pd.DataFrame({"subset": "+".join(present), "fill": fill, "seed": run.seed,
                                       "case_id": table["case_id"], "dice": table["dice"]}))
     data.images = full_images
-    result = pd.concat(rows, ignore_index=True)[MISSING_COLUMNS]
+    result = pd.concat(rows, ignore_index=True)[list(MISSING_COLUMNS)]
     atomic_write_text(out_path, result.to_csv(index=False))
     if log:
         log(f"  missing contrasts: {run.name.split('/', 1)[1]}: {len(contrast_subsets())} subsets x {len(fills)} fills")
