@@ -142,7 +142,8 @@ def cmd_train(args) -> int:
     profile = _resolve_profile(args)
     result = train(profile, args.name, resume=args.resume, init_from=args.init_from,
                    freeze="critic" if args.freeze_critic else args.freeze, tensorboard=args.tensorboard,
-                   verbose=1 if args.progress else 0, strategy=args.strategy, xla=args.xla or None)
+                   verbose=1 if args.progress else 0, strategy=args.strategy, xla=args.xla or None,
+                   contrast_dropout=args.contrast_dropout)
     print(f"train: {result.run_dir.name}: best validation Dice {result.best_val_dice:.3f} at epoch "
           f"{result.best_epoch} of {result.epochs_run} ({result.stopped}); outputs in {result.run_dir}")
     return 0
@@ -298,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze", choices=["none", "critic", "encoder"], default="none",
                    help="fine-tuning: keep the critic (the paper's Seg.) or the segmentor's encoder fixed")
     p.add_argument("--freeze-critic", action="store_true", help="the same as --freeze critic")
+    p.add_argument("--contrast-dropout", type=float, default=0.0, metavar="P",
+                   help="zero each contrast of a training slice with probability P, keeping at least one, so the "
+                        "model copes with missing contrasts (default 0: off)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
     p.add_argument("--progress", action="store_true", help="Keras progress bar per epoch")
     p.add_argument("--xla", action="store_true",

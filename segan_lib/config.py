@@ -139,6 +139,9 @@ class TransferConfig:
     efficiency_sources: dict = field(default_factory=lambda: {"t1": "flair", "t1c": "flair", "t2": "flair",
                                                               "flair": "t2"})
     missing_fill: tuple[str, ...] = ("zero", "mean")  # how absent contrasts are filled at test time
+    # > 0: also train the four-contrast model with this contrast dropout (each training slice's
+    # contrast zeroed with this probability, one always kept) and compare it with missing contrasts
+    contrast_dropout: float = 0.0
 
     def __post_init__(self):
         if not self.seeds:
@@ -152,6 +155,8 @@ class TransferConfig:
             _choice("transfer.strategies", strategy, FREEZE_STRATEGIES)
         for fill in self.missing_fill:
             _choice("transfer.missing_fill", fill, ("zero", "mean"))
+        if not 0.0 <= self.contrast_dropout < 1.0:
+            raise ConfigError(f"transfer.contrast_dropout must be in [0, 1), got {self.contrast_dropout!r}")
         from segan_lib.io.case import CONTRASTS
 
         if not isinstance(self.efficiency_sources, dict):

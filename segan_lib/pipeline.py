@@ -91,6 +91,23 @@ def steps_per_epoch(n_slices: int, batch_size: int) -> int:
     return steps
 
 
+def contrast_dropout_masks(seed: int, epoch: int, n: int, n_contrasts: int, rate: float) -> np.ndarray:
+    """(n, n_contrasts) 0/1 masks of one epoch's slices: each contrast dropped with probability `rate`.
+
+    At least one contrast stays in every slice (an all-dropped row keeps one chosen uniformly), so
+    the model learns from every subset it can meet at test time. Drawn from their own stream of
+    (seed, epoch), so the crops and the order of the epoch are those of a run without dropout.
+    """
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"contrast dropout rate must be in [0, 1), got {rate!r}")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, epoch, 1]))
+    keep = rng.random((n, n_contrasts)) >= rate
+    rescue = rng.integers(0, n_contrasts, size=n)
+    none_kept = ~keep.any(axis=1)
+    keep[none_kept, rescue[none_kept]] = True
+    return keep.astype(np.float32)
+
+
 def gather_batch(data: SliceSet, order: np.ndarray, offsets: np.ndarray, crop_size: int) -> tuple[np.ndarray, np.ndarray]:
     h, w = data.images.shape[1:3]
     ch, cw = min(crop_size, h), min(crop_size, w)
@@ -103,17 +120,28 @@ def gather_batch(data: SliceSet, order: np.ndarray, offsets: np.ndarray, crop_si
 
 
 def batch_iterator(data: SliceSet, batch_size: int, crop_size: int, seed: int, start_epoch: int,
-                   epochs: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Batches of epochs start_epoch .. epochs-1, in order, as numpy arrays (any backend)."""
+                   epochs: int, contrast_dropout: float = 0.0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Batches of epochs start_epoch .. epochs-1, in order, as numpy arrays (any backend).
+
+    contrast_dropout: the probability that a contrast of a training slice is zeroed (the
+    zero fill of a missing contrast at test time), see contrast_dropout_masks; 0 for none.
+    """
     steps = steps_per_epoch(len(data), batch_size)
+    n_contrasts = data.images.shape[-1]
     for epoch in range(start_epoch, epochs):
         order, offsets = epoch_plan(seed, epoch, len(data), batch_size, data.images.shape[1:3], crop_size)
+        masks = (contrast_dropout_masks(seed, epoch, len(order), n_contrasts, contrast_dropout)
+                 if contrast_dropout > 0 else None)
         for s in range(steps):
             sl = slice(s * batch_size, (s + 1) * batch_size)
-            yield gather_batch(data, order[sl], offsets[sl], crop_size)
+            x, y = gather_batch(data, order[sl], offsets[sl], crop_size)
+            if masks is not None:
+                x *= masks[sl, None, None, :]
+            yield x, y
 
 
-def train_dataset(data: SliceSet, batch_size: int, crop_size: int, seed: int, start_epoch: int, epochs: int):
+def train_dataset(data: SliceSet, batch_size: int, crop_size: int, seed: int, start_epoch: int, epochs: int,
+                  contrast_dropout: float = 0.0):
     """The same batches as batch_iterator, as a prefetching tf.data.Dataset for Keras' fit."""
     import tensorflow as tf
 
@@ -122,11 +150,13 @@ def train_dataset(data: SliceSet, batch_size: int, crop_size: int, seed: int, st
     spec = (tf.TensorSpec((batch_size, ch, cw, data.images.shape[-1]), tf.float32),
             tf.TensorSpec((batch_size, ch, cw, data.masks.shape[-1]), tf.float32))
     ds = tf.data.Dataset.from_generator(
-        lambda: batch_iterator(data, batch_size, crop_size, seed, start_epoch, epochs), output_signature=spec)
+        lambda: batch_iterator(data, batch_size, crop_size, seed, start_epoch, epochs, contrast_dropout),
+        output_signature=spec)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def training_batches(data: SliceSet, batch_size: int, crop_size: int, seed: int, start_epoch: int, epochs: int):
+def training_batches(data: SliceSet, batch_size: int, crop_size: int, seed: int, start_epoch: int, epochs: int,
+                     contrast_dropout: float = 0.0):
     """The batches of batch_iterator in the form Keras' fit takes on the running backend.
 
     TensorFlow: train_dataset (prefetching tf.data). Other backends, where TensorFlow may be
@@ -136,8 +166,8 @@ def training_batches(data: SliceSet, batch_size: int, crop_size: int, seed: int,
     import keras
 
     if keras.backend.backend() == "tensorflow":
-        return train_dataset(data, batch_size, crop_size, seed, start_epoch, epochs)
-    return batch_iterator(data, batch_size, crop_size, seed, start_epoch, epochs)
+        return train_dataset(data, batch_size, crop_size, seed, start_epoch, epochs, contrast_dropout)
+    return batch_iterator(data, batch_size, crop_size, seed, start_epoch, epochs, contrast_dropout)
 
 
 def pad_to_multiple(x: np.ndarray, multiple: int = 16, axes: tuple[int, int] = (1, 2)) -> tuple[np.ndarray, tuple]:

@@ -38,7 +38,8 @@ class TrainingError(SeganError):
     pass
 
 
-def default_run_name(profile: Profile, freeze: str = "none", init_from: str | None = None) -> str:
+def default_run_name(profile: Profile, freeze: str = "none", init_from: str | None = None,
+                     contrast_dropout: float = 0.0) -> str:
     m = profile.model
     name = f"{profile.name}_{'segan-io' if m.critic_input == 'concat' else 'segan'}_{'-'.join(m.contrasts)}"
     if m.dice_weight != 1.0:
@@ -47,6 +48,8 @@ def default_run_name(profile: Profile, freeze: str = "none", init_from: str | No
         name += f"_{m.regions}"
     if init_from:
         name += f"_from-{Path(init_from).name}_{FREEZE_NAMES[freeze]}"
+    if contrast_dropout > 0:
+        name += f"_cdrop{contrast_dropout:g}"
     return name + f"_seed{profile.train.seed}"
 
 
@@ -152,13 +155,16 @@ def _make_callbacks(run_dir, model_ref, val_data, state, patience, batch_size, l
 # ---------------------------------------------------------------- the run
 def train(profile: Profile, run_name: str | None = None, *, resume: bool = False, init_from: str | Path | None = None,
           freeze: str = "none", max_epochs: int | None = None, tensorboard: bool = False, verbose: int = 0,
-          log=print, strategy: str | None = None, xla: bool | None = None) -> RunResult:
+          log=print, strategy: str | None = None, xla: bool | None = None,
+          contrast_dropout: float = 0.0) -> RunResult:
     """Train one model as the profile says; see the module docstring for what is written.
 
     strategy: "default", "mirrored" or "multiworker" (segan_lib.distribute); None reads $SEGAN_STRATEGY.
     xla: compile the train step with XLA (None reads $SEGAN_XLA). Faster (1.2-2.4x on this CPU, see
     benchmarks/bench_options.py) but TensorFlow's op determinism must then stay off, so the same seed
     is no longer guaranteed to give the same numbers; off by default.
+    contrast_dropout: zero each contrast of a training slice with this probability, keeping at least
+    one (pipeline.contrast_dropout_masks), so the model copes with contrasts missing at test time.
     """
     # first: a multi-worker strategy must exist before TensorFlow runs any operation
     from segan_lib.distribute import check_global_batch, make_placement
@@ -173,10 +179,16 @@ def train(profile: Profile, run_name: str | None = None, *, resume: bool = False
     from segan_lib.splits import default_splits_path, load_split
     from segan_lib.training import SegAN, load_state_arrays
 
-    run_name = run_name or default_run_name(profile, freeze, init_from)
+    if not 0.0 <= contrast_dropout < 1.0:
+        raise TrainingError(f"contrast dropout must be in [0, 1), got {contrast_dropout!r}")
+    if contrast_dropout > 0 and len(profile.model.contrasts) < 2:
+        raise TrainingError(f"contrast dropout needs at least two contrasts, the model has "
+                            f"{list(profile.model.contrasts)}")
+    run_name = run_name or default_run_name(profile, freeze, init_from, contrast_dropout)
     run_dir = paths.runs_dir() / run_name
     settings = {"run_name": run_name, "profile": profile.to_dict(), "freeze": freeze,
-                "init_from": str(init_from) if init_from else None, "data_root": str(profile.data_root)}
+                "init_from": str(init_from) if init_from else None, "data_root": str(profile.data_root),
+                "contrast_dropout": contrast_dropout}
     if (run_dir / CHECKPOINTS / "last.json").exists() and not resume:
         raise TrainingError(f"run {run_name} already has checkpoints in {run_dir}: pass resume=True (--resume) to "
                             "continue it, or choose another run name; nothing was changed")
@@ -184,13 +196,13 @@ def train(profile: Profile, run_name: str | None = None, *, resume: bool = False
         old = json.loads((run_dir / "settings.json").read_text()) if (run_dir / "settings.json").exists() else None
         if old is None:
             raise TrainingError(f"cannot resume {run_name}: no settings.json in {run_dir}")
-        for key in ("profile", "freeze", "init_from"):
+        for key in ("profile", "freeze", "init_from", "contrast_dropout"):
             if key == "profile":
                 a, b = dict(old[key]), dict(settings[key])
                 a["train"] = {k: v for k, v in a["train"].items() if k not in ("epochs", "patience")}
                 b["train"] = {k: v for k, v in b["train"].items() if k not in ("epochs", "patience")}
             else:
-                a, b = old[key], settings[key]
+                a, b = old.get(key, 0.0 if key == "contrast_dropout" else None), settings[key]
             if a != b:
                 raise TrainingError(f"cannot resume {run_name}: its {key} settings differ from the ones given now "
                                     f"(see {run_dir / 'settings.json'})")
@@ -264,7 +276,7 @@ def train(profile: Profile, run_name: str | None = None, *, resume: bool = False
         log and log(f"train: {run_name} is already complete")
     else:
         steps = steps_per_epoch(len(train_data), t.batch_size)
-        ds = training_batches(train_data, t.batch_size, crop, seed, initial_epoch, epochs)
+        ds = training_batches(train_data, t.batch_size, crop, seed, initial_epoch, epochs, contrast_dropout)
         if placement.strategy is not None:
             ds = shard_by_data(ds)
         callbacks = _make_callbacks(run_dir, model, val_data, state, t.patience, t.batch_size, log, writes)
@@ -272,7 +284,8 @@ def train(profile: Profile, run_name: str | None = None, *, resume: bool = False
             callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard")))
         log and log(f"train: {run_name}: {len(train_data)} training slices ({len(train_ids)} cases), "
                     f"{len(split.val)} validation cases, {steps} steps of {t.batch_size} per epoch, "
-                    f"epochs {initial_epoch + 1}..{epochs}")
+                    f"epochs {initial_epoch + 1}..{epochs}"
+                    + (f", contrast dropout {contrast_dropout:g}" if contrast_dropout > 0 else ""))
         model.fit(ds, steps_per_epoch=steps, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
                   shuffle=False, verbose=verbose)  # the order comes from epoch_plan
     es = state["early_stopping"]

@@ -12,8 +12,9 @@ Input 1, the transfer runs, one row per (run, test subject):
     fraction    fraction of the target's training subjects (0.1, 0.25, 0.5, 1.0)
     n_subjects  number of target training subjects that fraction is
     seed, case_id, dice (Dice per 3-D volume, threshold 0.5; NaN allowed)
-Input 2, the missing-contrast evaluation: subset ('t1+t2', contrasts present, joined by '+'),
-fill ('zero' | 'mean'), seed, case_id, dice.
+Input 2, the missing-contrast evaluation: model ('four_contrast', or 'contrast_dropout' for
+the model trained with random contrast dropout), subset ('t1+t2', contrasts present, joined
+by '+'), fill ('zero' | 'mean'), seed, case_id, dice.
 
 Protocol, the same in every table:
 - seeds: each subject's Dice is first averaged over the seeds of a run (`seed_averaged`), so
@@ -43,7 +44,7 @@ from segan_lib.figures import CONTRAST_TITLES, save_figure
 from segan_lib.io.case import CONTRASTS
 from segan_lib.metrics import summarize
 from segan_lib.tables import write_table
-from segan_lib.transfer_study import MISSING_COLUMNS, RESULT_COLUMNS, contrast_subsets
+from segan_lib.transfer_study import FOUR_CONTRAST_MODELS, MISSING_COLUMNS, RESULT_COLUMNS, contrast_subsets
 
 STRATEGIES: tuple[str, ...] = ("scratch",) + FREEZE_STRATEGIES
 FINE_TUNING: tuple[str, ...] = FREEZE_STRATEGIES
@@ -321,6 +322,28 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
     return out
 
 
+def _paired(a: pd.Series, b: pd.Series) -> dict[str, float | int]:
+    """The Wilcoxon test of two per-subject Dice series (indexed by case_id) on the subjects both have.
+
+    mean_a and mean_b are over the subjects with a finite value on both sides (the tested pairs).
+    """
+    common = a.index.intersection(b.index)
+    va, vb = a.loc[common].to_numpy(), b.loc[common].to_numpy()
+    t = wilcoxon_paired(va, vb)
+    both = np.isfinite(va) & np.isfinite(vb)
+    return {"mean_a": float(va[both].mean()) if both.any() else float("nan"),
+            "mean_b": float(vb[both].mean()) if both.any() else float("nan"),
+            "diff": t.mean_diff, "median_diff": t.median_diff, "p": t.p, "effect_r": t.effect_r, "n": t.n}
+
+
+def _holm_family(out: pd.DataFrame, a, b) -> pd.DataFrame:
+    """Add p_holm (one family: every row), significant (p_holm < ALPHA) and winner (a, b or 'none')."""
+    out["p_holm"] = holm(out["p"].to_numpy()) if len(out) else []
+    out["significant"] = (out["p_holm"] < ALPHA).astype(bool)
+    out["winner"] = np.where(~out["significant"], "none", np.where(out["effect_r"] > 0, a, b))
+    return out
+
+
 def _pairs(strategies: Sequence[str]) -> list[tuple[str, str]]:
     """Each fine-tuning strategy vs scratch, then the fine-tuning strategies pairwise."""
     ft = [s for s in FINE_TUNING if s in strategies]
@@ -354,19 +377,10 @@ def strategy_comparisons(df: pd.DataFrame, fraction: float | None = None) -> pd.
                 if len(scratch):
                     runs["scratch"] = scratch
                 for a, b in _pairs(list(runs)):
-                    common = runs[a].index.intersection(runs[b].index)
-                    va, vb = runs[a].loc[common].to_numpy(), runs[b].loc[common].to_numpy()
-                    t = wilcoxon_paired(va, vb)
-                    both = np.isfinite(va) & np.isfinite(vb)
                     rows.append({"target": target, "fraction": float(frac), "source": source, "a": a, "b": b,
-                                 "mean_a": float(va[both].mean()) if both.any() else float("nan"),
-                                 "mean_b": float(vb[both].mean()) if both.any() else float("nan"),
-                                 "diff": t.mean_diff, "median_diff": t.median_diff, "p": t.p,
-                                 "effect_r": t.effect_r, "n": t.n})
+                                 **_paired(runs[a], runs[b])})
     out = pd.DataFrame(rows, columns=[c for c in COMPARISON_COLUMNS if c not in ("p_holm", "significant", "winner")])
-    out["p_holm"] = holm(out["p"].to_numpy()) if len(out) else []
-    out["significant"] = out["p_holm"] < ALPHA
-    out["winner"] = np.where(~out["significant"], "none", np.where(out["effect_r"] > 0, out["a"], out["b"]))
+    out = _holm_family(out, out["a"], out["b"])
     return out.loc[:, list(COMPARISON_COLUMNS)].reset_index(drop=True)
 
 
@@ -531,51 +545,101 @@ def data_efficiency_figure(df: pd.DataFrame, table: pd.DataFrame | None = None) 
 
 
 # ---------------------------------------------------------------- missing contrasts
-def missing_contrast_summary(df: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
-    """Numbers behind `missing_contrast_table`: one row per (subset, fill) present in the data."""
+def _missing(df: pd.DataFrame) -> pd.DataFrame:
+    """A checked, normalised copy of the missing-contrast results (canonical subset names)."""
     _check_columns(df, MISSING_COLUMNS, "the missing-contrast results")
     d = df.loc[:, list(MISSING_COLUMNS)].copy()
+    d["model"] = d["model"].astype(str)
+    unknown = sorted(set(d["model"]) - set(FOUR_CONTRAST_MODELS))
+    if unknown:
+        raise ValueError(f"unknown model {unknown} in the missing-contrast results; expected one of "
+                         f"{FOUR_CONTRAST_MODELS}")
     d["subset"] = d["subset"].map(_canonical_subset)
     d["fill"] = d["fill"].astype(str)
     d["case_id"] = d["case_id"].astype(str)
     d["dice"] = d["dice"].astype(float)
-    out = _summary_table(d, ["subset", "fill"], n_boot)
+    return d
+
+
+def _missing_sort_key(s: pd.Series) -> pd.Series:
+    return _sort_key({"model": FOUR_CONTRAST_MODELS, "subset": all_subsets(), "fill": FILLS}[s.name])(s)
+
+
+def missing_contrast_summary(df: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
+    """Numbers behind `missing_contrast_table`: one row per (model, subset, fill) present in the data."""
+    out = _summary_table(_missing(df), ["model", "subset", "fill"], n_boot)
     if out.empty:
         return out
-    out = out.sort_values(["subset", "fill"], key=lambda s: _sort_key(all_subsets() if s.name == "subset" else FILLS)(s),
-                          kind="stable")
+    out = out.sort_values(["model", "subset", "fill"], key=_missing_sort_key, kind="stable")
     return out.reset_index(drop=True)
+
+
+def _missing_column(model: str, fill: str) -> str:
+    return f"Dice, {fill} fill" + (", dropout-trained" if model == "contrast_dropout" else "")
 
 
 def missing_contrast_table(df: pd.DataFrame, digits: int = 3, n_boot: int = 2000) -> pd.DataFrame:
     """The 15 contrast subsets x fill mode, as the missing-modality tables of the literature.
 
     Columns: T1, T1c, T2, FLAIR ('●' present, '○' missing), then 'Dice, <fill> fill' per
-    fill mode (zero, mean, then any other) with 'mean [95% CI] ±seed SD'; rows in the
-    order of `all_subsets` (one contrast first), '–' where a subset was not evaluated.
+    fill mode (zero, mean, then any other) with 'mean [95% CI] ±seed SD', and the same
+    columns ', dropout-trained' for the model trained with contrast dropout when the results
+    hold one; rows in the order of `all_subsets` (one contrast first), '–' where a subset
+    was not evaluated.
     """
     summary = missing_contrast_summary(df, n_boot)
     fills = _order(summary["fill"], FILLS) if len(summary) else list(FILLS)
-    index = summary.set_index(["subset", "fill"]) if len(summary) else None
+    models = _order(summary["model"], FOUR_CONTRAST_MODELS) if len(summary) else ["four_contrast"]
+    index = summary.set_index(["model", "subset", "fill"]) if len(summary) else None
     rows = []
     for subset in all_subsets():
         present = subset.split("+")
         row = {_title(c): PRESENT if c in present else ABSENT for c in CONTRASTS}
-        for fill in fills:
-            if index is not None and (subset, fill) in index.index:
-                s = index.loc[(subset, fill)]
-                row[f"Dice, {fill} fill"] = format_cell(s["mean"], s["ci_low"], s["ci_high"], s["seed_std"], digits)
-            else:
-                row[f"Dice, {fill} fill"] = "–"
+        for model in models:
+            for fill in fills:
+                cell = "–"
+                if index is not None and (model, subset, fill) in index.index:
+                    s = index.loc[(model, subset, fill)]
+                    cell = format_cell(s["mean"], s["ci_low"], s["ci_high"], s["seed_std"], digits)
+                row[_missing_column(model, fill)] = cell
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+DROPOUT_COLUMNS = ("subset", "fill", "mean_dropout", "mean_plain", "diff", "median_diff", "p", "p_holm", "effect_r",
+                   "n", "significant", "winner")
+
+
+def contrast_dropout_comparisons(df: pd.DataFrame) -> pd.DataFrame:
+    """Does training with contrast dropout help when contrasts are missing? Paired, per subset and fill.
+
+    For each (subset, fill) evaluated for both models: Wilcoxon signed-rank test of the
+    dropout-trained model (a) against the plain four-contrast model (b) on the seed-averaged
+    Dice of the same test subjects; all rows one Holm family. Columns: DROPOUT_COLUMNS;
+    winner 'dropout', 'plain' or 'none'. No rows when either model is absent.
+    """
+    avg = seed_averaged(_missing(df), ["model", "subset", "fill"])
+    rows = []
+    for (subset, fill), here in avg.groupby(["subset", "fill"], sort=False):
+        by_model = {m: g.set_index("case_id")["dice"] for m, g in here.groupby("model")}
+        if not set(FOUR_CONTRAST_MODELS) <= set(by_model):
+            continue
+        test = _paired(by_model["contrast_dropout"], by_model["four_contrast"])
+        test["mean_dropout"], test["mean_plain"] = test.pop("mean_a"), test.pop("mean_b")
+        rows.append({"subset": subset, "fill": fill, **test})
+    out = pd.DataFrame(rows, columns=[c for c in DROPOUT_COLUMNS if c not in ("p_holm", "significant", "winner")])
+    out = _holm_family(out, "dropout", "plain")
+    if len(out):
+        out = out.sort_values(["subset", "fill"], key=_missing_sort_key, kind="stable")
+    return out.loc[:, list(DROPOUT_COLUMNS)].reset_index(drop=True)
 
 
 # ---------------------------------------------------------------- everything
 # what write_transfer_outputs writes into out_dir (the missing-contrast tables when it is given the results)
 OUTPUT_NAMES = tuple(
     [f"transfer_{n}.{ext}" for n in ("strategy_matrix", "strategy_matrix_values", "comparisons", "best_per_target",
-                                     "crossover", "data_efficiency", "missing_contrasts", "missing_contrasts_values")
+                                     "crossover", "data_efficiency", "missing_contrasts", "missing_contrasts_values",
+                                     "missing_contrasts_dropout")
      for ext in ("csv", "md")] + ["transfer_data_efficiency.png", "transfer_data_efficiency.pdf"])
 
 
@@ -585,7 +649,9 @@ def write_transfer_outputs(results_df: pd.DataFrame, missing_df: pd.DataFrame | 
 
     Files (prefix transfer_): strategy_matrix (printable) and strategy_matrix_values (numbers),
     comparisons, best_per_target, crossover, data_efficiency (+ .png, .pdf), and, when
-    `missing_df` is given, missing_contrasts (printable) and missing_contrasts_values.
+    `missing_df` is given, missing_contrasts (printable), missing_contrasts_values and
+    missing_contrasts_dropout (the dropout-trained model against the plain one; no rows
+    when no model was trained with contrast dropout).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -619,7 +685,14 @@ def write_transfer_outputs(results_df: pd.DataFrame, missing_df: pd.DataFrame | 
               "Four-contrast model with missing contrasts (● present, ○ missing and filled)",
               DICE_NOTE + " A missing contrast's input channel is filled with 0 ('zero') or, inside the brain "
               "(where any present contrast is non-zero), with that contrast's mean brain intensity over the "
-              "training subjects ('mean'; 0 outside).")
+              "training subjects ('mean'; 0 outside). 'dropout-trained': the four-contrast model trained with "
+              "random contrast dropout (transfer.contrast_dropout).")
         table(missing_contrast_summary(missing_df), "missing_contrasts_values",
               "Four-contrast model with missing contrasts (values)", DICE_NOTE)
+        table(contrast_dropout_comparisons(missing_df), "missing_contrasts_dropout",
+              "Four-contrast model trained with contrast dropout against the one trained without",
+              "a: the model trained with random contrast dropout (each training slice's contrast zeroed with "
+              "probability transfer.contrast_dropout, one always kept), b: the same model trained without; "
+              "winner: dropout, plain or none. No rows: no model was trained with contrast dropout "
+              "(transfer.contrast_dropout = 0). " + TEST_NOTE)
     return written

@@ -4,7 +4,8 @@ baselines, data efficiency, several seeds, and missing contrasts at test time.
 The plan is data (`plan`): one `TransferRun` per model, all trained in this process by the
 same `runs.train` with different settings, so a strategy is a parameter (`freeze`), not a
 copy of code. Per seed:
-  - the four-contrast SegAN_IO (for the missing-contrast evaluation);
+  - the four-contrast SegAN_IO (for the missing-contrast evaluation), and when
+    transfer.contrast_dropout > 0 a second one trained with random contrast dropout;
   - SegAN_IO from scratch on each contrast with all its training subjects: the scratch
     baseline at 100% and the source model of every fine-tuning;
   - every source fine-tuned on every other contrast with every strategy (full: everything
@@ -36,10 +37,12 @@ from segan_lib.atomic import atomic_write_text
 from segan_lib.config import Profile, apply_overrides
 from segan_lib.io.case import CONTRASTS
 
-FREEZE_OF = {"scratch": "none", "four_contrast": "none", "full": "none", "critic": "critic", "encoder": "encoder"}
+FREEZE_OF = {"scratch": "none", "four_contrast": "none", "contrast_dropout": "none", "full": "none",
+             "critic": "critic", "encoder": "encoder"}
+FOUR_CONTRAST_MODELS = ("four_contrast", "contrast_dropout")  # the strategies of the runs on all four contrasts
 # the long formats of the per-subject results, read by segan_lib.transfer_analysis
 RESULT_COLUMNS = ("target", "source", "strategy", "fraction", "n_subjects", "seed", "case_id", "dice")
-MISSING_COLUMNS = ("subset", "fill", "seed", "case_id", "dice")
+MISSING_COLUMNS = ("model", "subset", "fill", "seed", "case_id", "dice")
 
 
 @dataclass(frozen=True)
@@ -47,10 +50,11 @@ class TransferRun:
     name: str  # run folder, relative to runs/
     target: str  # the contrast it is trained (or fine-tuned) and tested on; "all" for the four-contrast model
     source: str  # the pre-trained model's contrast; "" when trained from scratch
-    strategy: str  # scratch, full, critic, encoder or four_contrast
+    strategy: str  # scratch, full, critic, encoder, four_contrast or contrast_dropout
     fraction: float  # of the target's training subjects
     seed: int
     init_from: str | None = None  # run whose best weights start this one
+    contrast_dropout: float = 0.0  # probability of zeroing each training slice's contrast (runs.train)
 
     @property
     def freeze(self) -> str:
@@ -73,6 +77,9 @@ def plan(profile: Profile) -> list[TransferRun]:
     runs: list[TransferRun] = []
     for seed in tc.seeds:
         runs.append(TransferRun(f"{folder}/four_contrast_s{seed}", "all", "", "four_contrast", 1.0, seed))
+        if tc.contrast_dropout > 0:
+            runs.append(TransferRun(f"{folder}/four_contrast_cdrop{round(tc.contrast_dropout * 100):02d}_s{seed}",
+                                    "all", "", "contrast_dropout", 1.0, seed, contrast_dropout=tc.contrast_dropout))
         scratch = {}
         for c in tc.contrasts:
             scratch[c] = TransferRun(f"{folder}/scratch_{c}_{_tag(1.0)}_s{seed}", c, "", "scratch", 1.0, seed)
@@ -117,7 +124,8 @@ def train_and_evaluate(profile: Profile, run: TransferRun, log: Callable | None 
     from segan_lib.runs import train_or_resume
 
     keras.backend.clear_session()  # one process trains hundreds of models: free the previous graphs
-    train_or_resume(run_profile(profile, run), run.name, init_from=run.init_from, freeze=run.freeze, log=None)
+    train_or_resume(run_profile(profile, run), run.name, init_from=run.init_from, freeze=run.freeze,
+                    contrast_dropout=run.contrast_dropout, log=None)
     evaluate_run(run.name, "test", compute_hd95=False, log=None)
 
 
@@ -136,7 +144,7 @@ def run_study(profile: Profile, log: Callable | None = print) -> tuple[pd.DataFr
             elapsed = time.perf_counter() - t0
             log(f"  [{i}/{len(todo)}] {run.name.split('/', 1)[1]}: {time.perf_counter() - t_run:.0f} s "
                 f"(about {elapsed / i * (len(todo) - i) / 60:.0f} min left)")
-    missing = pd.concat([missing_contrast_results(profile, r, log) for r in runs if r.strategy == "four_contrast"],
+    missing = pd.concat([missing_contrast_results(profile, r, log) for r in runs if r.strategy in FOUR_CONTRAST_MODELS],
                         ignore_index=True)
     return collect_results(runs), missing
 
@@ -145,7 +153,7 @@ def collect_results(runs: list[TransferRun]) -> pd.DataFrame:
     """Per-subject test Dice of every single-contrast run, in the long format of transfer_analysis."""
     frames = []
     for run in runs:
-        if run.strategy == "four_contrast":
+        if run.strategy in FOUR_CONTRAST_MODELS:
             continue
         run_dir = paths.runs_dir() / run.name
         table = pd.read_csv(run_dir / "eval_test.csv")
@@ -196,13 +204,17 @@ def fill_absent(images: np.ndarray, present: tuple[str, ...], contrasts: tuple[s
 
 
 def missing_contrast_results(profile: Profile, run: TransferRun, log: Callable | None = print) -> pd.DataFrame:
-    """Per-subject test Dice of the four-contrast model with each subset of contrasts present (cached per run)."""
+    """Per-subject test Dice of a four-contrast model with each subset of contrasts present (cached per run).
+
+    The column `model` is the run's strategy: four_contrast, or contrast_dropout when it was
+    trained with contrast dropout.
+    """
     out_path = paths.runs_dir() / run.name / "missing_contrasts.csv"
     fills = list(profile.transfer.missing_fill)
     if out_path.exists():
         cached = pd.read_csv(out_path, keep_default_na=False)
         if set(cached["fill"]) == set(fills):
-            return cached[list(MISSING_COLUMNS)]
+            return cached.assign(model=run.strategy)[list(MISSING_COLUMNS)]
     import keras
 
     from segan_lib.cache import open_cache
@@ -224,7 +236,7 @@ def missing_contrast_results(profile: Profile, run: TransferRun, log: Callable |
             data.images = fill_absent(full_images, present, contrasts, fill, means)
             probs = predict_slices(model.segmentor, data, batch_size=run_prof.train.batch_size)
             table = volume_metrics_table(probs, data, spacing_mm=run_prof.preprocess.spacing_mm)
-            rows.append(pd.DataFrame({"subset": "+".join(present), "fill": fill, "seed": run.seed,
+            rows.append(pd.DataFrame({"model": run.strategy, "subset": "+".join(present), "fill": fill, "seed": run.seed,
                                       "case_id": table["case_id"], "dice": table["dice"]}))
     data.images = full_images
     result = pd.concat(rows, ignore_index=True)[list(MISSING_COLUMNS)]

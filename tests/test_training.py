@@ -311,3 +311,22 @@ def test_xla_after_op_determinism_falls_back_and_says_so(root):
     lines = []
     train(profile("train.epochs=1"), "xla_fallback", xla=True, log=lines.append)
     assert any("XLA asked for" in line for line in lines)
+
+
+def test_contrast_dropout_changes_training_is_recorded_and_checked(root):
+    from segan_lib.runs import TrainingError, train
+
+    p = profile("train.epochs=1")
+    train(p, "cdrop_off", log=None)
+    result = train(p, "cdrop_on", contrast_dropout=0.5, log=None)
+    settings = json.loads((result.run_dir / "settings.json").read_text())
+    assert settings["contrast_dropout"] == 0.5
+    off, on = arrays("cdrop_off"), arrays("cdrop_on")
+    # the same seed, order and crops: only the zeroed contrasts can make the weights differ
+    assert any(not np.array_equal(off[k], on[k]) for k in off if k.startswith("segmentor/"))
+    with pytest.raises(TrainingError, match="contrast_dropout settings differ"):
+        train(profile("train.epochs=2"), "cdrop_on", resume=True, contrast_dropout=0.25, log=None)
+    with pytest.raises(TrainingError, match="at least two contrasts"):
+        train(profile("model.contrasts=[flair]"), "cdrop_single", contrast_dropout=0.5, log=None)
+    with pytest.raises(TrainingError, match=r"\[0, 1\)"):
+        train(p, "cdrop_bad", contrast_dropout=1.0, log=None)

@@ -51,15 +51,16 @@ def study():
     return _synthetic(_planted_crossover, de_source=de, full_sources=full)
 
 
-def _missing(rng_seed=0, seeds=(0, 1)):
+def _missing(rng_seed=0, seeds=(0, 1), models=("four_contrast",)):
     rng = np.random.default_rng(rng_seed)
     rows = []
-    for subset in T.all_subsets():
-        for fill in ("zero", "mean"):
-            level = 0.4 + 0.1 * subset.count("+") + (0.02 if fill == "mean" else 0.0)
-            for seed in seeds:
-                rows += [{"subset": subset, "fill": fill, "seed": seed, "case_id": f"c{i}",
-                          "dice": level + rng.normal(0, 0.03)} for i in range(10)]
+    for model in models:
+        for subset in T.all_subsets():
+            for fill in ("zero", "mean"):
+                level = 0.4 + 0.1 * subset.count("+") + (0.02 if fill == "mean" else 0.0)
+                for seed in seeds:
+                    rows += [{"model": model, "subset": subset, "fill": fill, "seed": seed, "case_id": f"c{i}",
+                              "dice": level + rng.normal(0, 0.03)} for i in range(10)]
     return pd.DataFrame(rows)
 
 
@@ -241,11 +242,39 @@ def test_missing_contrast_table_rows_and_order():
     assert table.loc[0, "Dice, zero fill"] == "–" and table.loc[5, "Dice, zero fill"] != "–"
 
 
+def test_the_dropout_trained_model_gets_its_own_columns():
+    table = T.missing_contrast_table(_missing(models=("four_contrast", "contrast_dropout")))
+    assert list(table.columns)[4:] == ["Dice, zero fill", "Dice, mean fill", "Dice, zero fill, dropout-trained",
+                                       "Dice, mean fill, dropout-trained"]
+    with pytest.raises(ValueError, match="unknown model"):
+        T.missing_contrast_table(_missing().assign(model="dropped"))
+
+
+def test_contrast_dropout_comparisons_hand_worked():
+    # 10 subjects, one seed; t1 alone: the dropout-trained model 0.05 better for every subject, so
+    # W+ = 55, W- = 0, r = 1 and the exact two-sided p = 2 / 2**10; t2 alone: identical, p = 1.
+    # Holm over the m = 2 rows: 0.0039 and 1.
+    rows = []
+    for model, gain in (("four_contrast", 0.0), ("contrast_dropout", 0.05)):
+        for subset in ("t1", "t2"):
+            rows += [{"model": model, "subset": subset, "fill": "zero", "seed": 0, "case_id": f"c{i}",
+                      "dice": 0.3 + 0.01 * i + (gain if subset == "t1" else 0.0)} for i in range(10)]
+    out = T.contrast_dropout_comparisons(pd.DataFrame(rows))
+    assert list(out["subset"]) == ["t1", "t2"] and list(out.columns) == list(T.DROPOUT_COLUMNS)
+    t1, t2 = out.iloc[0], out.iloc[1]
+    assert t1["p"] == pytest.approx(2 / 2 ** 10) and t1["p_holm"] == pytest.approx(4 / 2 ** 10)
+    assert t1["effect_r"] == 1.0 and t1["diff"] == pytest.approx(0.05) and t1["winner"] == "dropout"
+    assert t1["mean_dropout"] == pytest.approx(0.395) and t1["mean_plain"] == pytest.approx(0.345)
+    assert t2["p"] == 1.0 and t2["p_holm"] == 1.0 and t2["winner"] == "none" and not t2["significant"]
+    # without a dropout-trained model there is nothing to compare
+    assert T.contrast_dropout_comparisons(_missing()).empty
+
+
 def test_write_transfer_outputs(study, tmp_path, monkeypatch):
     written = T.write_transfer_outputs(study, _missing(), tmp_path / "out")
     names = {p.name for p in written}
     tables = ["strategy_matrix", "strategy_matrix_values", "comparisons", "best_per_target", "crossover",
-              "data_efficiency", "missing_contrasts", "missing_contrasts_values"]
+              "data_efficiency", "missing_contrasts", "missing_contrasts_values", "missing_contrasts_dropout"]
     expected = {f"transfer_{t}.{ext}" for t in tables for ext in ("csv", "md")}
     expected |= {"transfer_data_efficiency.png", "transfer_data_efficiency.pdf"}
     assert names == expected

@@ -12,8 +12,9 @@ from segan_lib.transfer_study import contrast_subsets, fill_absent, plan, run_pr
 
 def test_the_transfer_profile_plans_every_run_once_after_its_source():
     runs = plan(load_profile("transfer"))
-    # per seed: 1 four-contrast + 4 scratch + 4 sources x 3 targets x 3 strategies + 4 targets x 3 fractions x 4
-    assert len(runs) == 3 * (1 + 4 + 36 + 48)
+    # per seed: 2 four-contrast (with and without contrast dropout) + 4 scratch + 4 sources x 3 targets
+    # x 3 strategies + 4 targets x 3 fractions x 4
+    assert len(runs) == 3 * (2 + 4 + 36 + 48)
     assert len({r.name for r in runs}) == len(runs)
     position = {r.name: i for i, r in enumerate(runs)}
     for r in runs:
@@ -24,7 +25,8 @@ def test_the_transfer_profile_plans_every_run_once_after_its_source():
                 "scratch", r.source, 1.0, r.seed)
     seed0 = [r for r in runs if r.seed == 0]
     assert Counter(r.strategy for r in seed0) == {"scratch": 4 + 12, "full": 12 + 12, "critic": 24, "encoder": 24,
-                                                  "four_contrast": 1}
+                                                  "four_contrast": 1, "contrast_dropout": 1}
+    assert [r.contrast_dropout for r in seed0 if r.contrast_dropout] == [0.5]
     efficiency = {(r.target, r.source) for r in seed0 if r.fraction < 1 and r.source}
     assert efficiency == {("t1", "flair"), ("t1c", "flair"), ("t2", "flair"), ("flair", "t2")}
 
@@ -46,6 +48,9 @@ def test_transfer_settings_are_checked():
         load_profile("smoke", ["transfer.strategies=[full, decoder]"])
     with pytest.raises(ConfigError, match="t1c is not in transfer.contrasts"):
         load_profile("smoke", ["transfer.efficiency_sources={t2: t1c}"])
+    with pytest.raises(ConfigError, match="transfer.contrast_dropout"):
+        load_profile("smoke", ["transfer.contrast_dropout=1.0"])
+    assert not any(r.strategy == "contrast_dropout" for r in plan(load_profile("smoke", ["transfer.contrast_dropout=0"])))
 
 
 def test_fifteen_subsets_fewest_first():
