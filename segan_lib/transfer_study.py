@@ -78,7 +78,7 @@ def plan(profile: Profile) -> list[TransferRun]:
     for seed in tc.seeds:
         runs.append(TransferRun(f"{folder}/four_contrast_s{seed}", "all", "", "four_contrast", 1.0, seed))
         if tc.contrast_dropout > 0:
-            runs.append(TransferRun(f"{folder}/four_contrast_cdrop{round(tc.contrast_dropout * 100):02d}_s{seed}",
+            runs.append(TransferRun(f"{folder}/four_contrast_cdrop{tc.contrast_dropout:g}_s{seed}",
                                     "all", "", "contrast_dropout", 1.0, seed, contrast_dropout=tc.contrast_dropout))
         scratch = {}
         for c in tc.contrasts:
