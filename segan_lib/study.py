@@ -289,6 +289,9 @@ def _run_step(step: Step, tag: str, force: bool, log, t_start: float, nxt: str =
         shutil.rmtree(step.run_dir)  # asked for: recompute from scratch rather than resume
     step.run_dir.mkdir(parents=True, exist_ok=True)
     outputs = step.run(step, step.run_dir)
+    absent = [str(p) for p in outputs if not Path(p).exists()]
+    if absent:  # not marked done, so the next run tries again
+        raise SeganError(f"step {step.name} finished without writing {', '.join(absent)}")
     step.outputs = outputs
     atomic_write_json(step.run_dir / "step.json", {
         "step": step.name, "params": json.loads(json.dumps(step.params, default=str)),

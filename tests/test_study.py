@@ -151,3 +151,23 @@ def test_a_failed_job_stops_new_ones_and_names_its_log(smoke_root, monkeypatch):
     assert "this step broke" in log.read_text()
     assert [name for name, _ in order] == ["data"]  # the report never ran
     assert not (steps[4].run_dir / "record.json").exists()  # d waits for a, so it never started
+
+
+def test_a_step_that_does_not_write_an_output_is_not_marked_done(smoke_root, monkeypatch):
+    import segan_lib.study as study
+    from segan_lib.errors import SeganError
+
+    made, real_steps = [], study.study_steps
+
+    def steps_with_a_lost_output(*args, **kwargs):
+        steps = real_steps(*args, **kwargs)
+        phantom = steps[0]
+        real_run = phantom.run
+        phantom.run = lambda step, run_dir: real_run(step, run_dir) + [run_dir / "never_written.txt"]
+        made.append(phantom)
+        return steps
+
+    monkeypatch.setattr(study, "study_steps", steps_with_a_lost_output)
+    with pytest.raises(SeganError, match="phantom finished without writing .*never_written.txt"):
+        run_study(load_profile("smoke", ["data.phantom_n=10"]), "smoke", only=["phantom"], log=lambda s: None)
+    assert not (made[0].run_dir / "step.json").exists()
