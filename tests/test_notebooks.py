@@ -105,3 +105,20 @@ def test_viewer_demo_outputs_match_strictly(study_root):
     root, _, _ = study_root
     res = nbval(root, "--nbval", "--nbval-sanitize-with", str(SANITIZE), str(NOTEBOOKS / "00_viewer_demo.ipynb"))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+
+
+@pytest.mark.parametrize("notebook", sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")))
+def test_papermill_sees_every_parameter(notebook):
+    """Every name the parameters cell assigns is one papermill can list (--help-notebook) and take:
+    papermill gives up on a line holding a second '=', in a comment too, and then warns that a
+    parameter passed to it is unknown."""
+    import ast
+
+    import papermill
+
+    path = NOTEBOOKS / f"{notebook}.ipynb"
+    cells = json.loads(path.read_text())["cells"]
+    cell = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+    assigned = [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign) for t in node.targets]
+    assert assigned and list(papermill.inspect_notebook(str(path))) == assigned
