@@ -14,7 +14,9 @@ copy of code. Per seed:
   - data efficiency: scratch and each strategy (from the profile's source for that target)
     on 10%, 25%, 50% of the target's training subjects (nested, stratified, seeded).
 A smaller training set gets proportionally more epochs (and patience), so every run sees
-about the same number of updates and the curves compare data, not training time.
+about the same number of updates and the curves compare data, not training time. For the
+same reason the contrast-dropout model gets 1/(1 - rate) times the epochs: each contrast is
+then seen in about as many training slices as by the plain four-contrast model.
 
 Every run lives in runs/transfer_<settings key>/<run>/ and is skipped when its test
 evaluation exists, so a rerun computes only what is missing.
@@ -102,12 +104,15 @@ def plan(profile: Profile) -> list[TransferRun]:
 
 
 def run_profile(profile: Profile, run: TransferRun) -> Profile:
-    """The settings of one run: its contrasts, seed and subject fraction; epochs scaled by 1/fraction."""
+    """The settings of one run: its contrasts, seed and subject fraction; epochs (and patience) scaled
+    by 1/fraction and by 1/(1 - contrast dropout)."""
     t = profile.train
     contrasts = list(CONTRASTS) if run.target == "all" else [run.target]
+    scale = 1.0 / (run.fraction * (1.0 - run.contrast_dropout))
     return apply_overrides(profile, {
         "model.contrasts": contrasts, "train.seed": run.seed, "train.subject_fraction": run.fraction,
-        "train.epochs": math.ceil(t.epochs / run.fraction), "train.patience": math.ceil(t.patience / run.fraction),
+        # rounded first: in floating point 11 x 1/0.11 is 100.00000000000001, which must give 100 epochs, not 101
+        "train.epochs": math.ceil(round(t.epochs * scale, 9)), "train.patience": math.ceil(round(t.patience * scale, 9)),
     })
 
 

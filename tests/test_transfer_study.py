@@ -39,6 +39,9 @@ def test_a_run_gets_its_contrast_seed_fraction_and_scaled_epochs():
     assert p.train.epochs == 6 * 4 and p.train.patience == 3 * 4  # a quarter of the data, four times the epochs
     four = run_profile(profile, plan(profile)[0])
     assert four.model.contrasts == ("t1", "t1c", "t2", "flair") and four.train.epochs == 6
+    # contrast dropout 0.5: each contrast is in half the training slices, so twice the epochs
+    dropout = run_profile(profile, next(r for r in plan(profile) if r.strategy == "contrast_dropout"))
+    assert dropout.model.contrasts == four.model.contrasts and (dropout.train.epochs, dropout.train.patience) == (12, 6)
 
 
 def test_transfer_settings_are_checked():
