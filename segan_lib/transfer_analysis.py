@@ -561,13 +561,29 @@ def _missing(df: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
+#: the subset label of the literature's summary row: per subject, the mean Dice over the 15 subsets
+SUBSET_AVERAGE = "average"
+
+
+def _with_subset_average(d: pd.DataFrame) -> pd.DataFrame:
+    """d plus, for each (model, fill, seed, subject) evaluated on all 15 subsets, a row of subset
+    SUBSET_AVERAGE holding that subject's mean Dice over them (the missing-modality papers' 'average')."""
+    n_subsets = len(all_subsets())
+    g = d.groupby(["model", "fill", "seed", "case_id"], sort=False)
+    avg = g.agg(dice=("dice", "mean"), n=("subset", "nunique")).reset_index()
+    avg = avg[avg["n"] == n_subsets].drop(columns="n").assign(subset=SUBSET_AVERAGE)
+    return pd.concat([d, avg[list(MISSING_COLUMNS)]], ignore_index=True)
+
+
 def _missing_sort_key(s: pd.Series) -> pd.Series:
-    return _sort_key({"model": FOUR_CONTRAST_MODELS, "subset": all_subsets(), "fill": FILLS}[s.name])(s)
+    known = {"model": FOUR_CONTRAST_MODELS, "subset": all_subsets() + [SUBSET_AVERAGE], "fill": FILLS}[s.name]
+    return _sort_key(known)(s)
 
 
 def missing_contrast_summary(df: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
-    """Numbers behind `missing_contrast_table`: one row per (model, subset, fill) present in the data."""
-    out = _summary_table(_missing(df), ["model", "subset", "fill"], n_boot)
+    """Numbers behind `missing_contrast_table`: one row per (model, subset, fill) present in the data,
+    and per (model, fill) evaluated on all 15 subsets the subset SUBSET_AVERAGE (per-subject mean over them)."""
+    out = _summary_table(_with_subset_average(_missing(df)), ["model", "subset", "fill"], n_boot)
     if out.empty:
         return out
     out = out.sort_values(["model", "subset", "fill"], key=_missing_sort_key, kind="stable")
@@ -585,24 +601,30 @@ def missing_contrast_table(df: pd.DataFrame, digits: int = 3, n_boot: int = 2000
     fill mode (zero, mean, then any other) with 'mean [95% CI] ±seed SD', and the same
     columns ', dropout-trained' for the model trained with contrast dropout when the results
     hold one; rows in the order of `all_subsets` (one contrast first), '–' where a subset
-    was not evaluated.
+    was not evaluated; then, as in the missing-modality papers, the row 'Average' (T1 column)
+    of the per-subject mean over the 15 subsets, when some model and fill has all of them.
     """
     summary = missing_contrast_summary(df, n_boot)
     fills = _order(summary["fill"], FILLS) if len(summary) else list(FILLS)
     models = _order(summary["model"], FOUR_CONTRAST_MODELS) if len(summary) else ["four_contrast"]
     index = summary.set_index(["model", "subset", "fill"]) if len(summary) else None
-    rows = []
-    for subset in all_subsets():
-        present = subset.split("+")
-        row = {_title(c): PRESENT if c in present else ABSENT for c in CONTRASTS}
+
+    def dice_cells(subset: str) -> dict[str, str]:
+        cells = {}
         for model in models:
             for fill in fills:
                 cell = "–"
                 if index is not None and (model, subset, fill) in index.index:
                     s = index.loc[(model, subset, fill)]
                     cell = format_cell(s["mean"], s["ci_low"], s["ci_high"], s["seed_std"], digits)
-                row[_missing_column(model, fill)] = cell
-        rows.append(row)
+                cells[_missing_column(model, fill)] = cell
+        return cells
+
+    rows = [{**{_title(c): PRESENT if c in subset.split("+") else ABSENT for c in CONTRASTS}, **dice_cells(subset)}
+            for subset in all_subsets()]
+    if index is not None and (index.index.get_level_values("subset") == SUBSET_AVERAGE).any():
+        rows.append({**dict(zip((_title(c) for c in CONTRASTS), ("Average", "", "", ""))),
+                     **dice_cells(SUBSET_AVERAGE)})
     return pd.DataFrame(rows)
 
 
@@ -615,10 +637,11 @@ def contrast_dropout_comparisons(df: pd.DataFrame) -> pd.DataFrame:
 
     For each (subset, fill) evaluated for both models: Wilcoxon signed-rank test of the
     dropout-trained model (a) against the plain four-contrast model (b) on the seed-averaged
-    Dice of the same test subjects; all rows one Holm family. Columns: DROPOUT_COLUMNS;
+    Dice of the same test subjects, and per fill on the subjects' mean over the 15 subsets
+    (subset SUBSET_AVERAGE); all rows one Holm family. Columns: DROPOUT_COLUMNS;
     winner 'dropout', 'plain' or 'none'. No rows when either model is absent.
     """
-    avg = seed_averaged(_missing(df), ["model", "subset", "fill"])
+    avg = seed_averaged(_with_subset_average(_missing(df)), ["model", "subset", "fill"])
     rows = []
     for (subset, fill), here in avg.groupby(["subset", "fill"], sort=False):
         by_model = {m: g.set_index("case_id")["dice"] for m, g in here.groupby("model")}
@@ -686,7 +709,8 @@ def write_transfer_outputs(results_df: pd.DataFrame, missing_df: pd.DataFrame | 
               DICE_NOTE + " A missing contrast's input channel is filled with 0 ('zero') or, inside the brain "
               "(where any present contrast is non-zero), with that contrast's mean brain intensity over the "
               "training subjects ('mean'; 0 outside). 'dropout-trained': the four-contrast model trained with "
-              "random contrast dropout (transfer.contrast_dropout).")
+              "random contrast dropout (transfer.contrast_dropout). Average: per subject the mean Dice over the 15 "
+              "subsets, then as every cell, the summary row of the missing-modality papers.")
         table(missing_contrast_summary(missing_df), "missing_contrasts_values",
               "Four-contrast model with missing contrasts (values)", DICE_NOTE)
         table(contrast_dropout_comparisons(missing_df), "missing_contrasts_dropout",

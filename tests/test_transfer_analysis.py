@@ -226,20 +226,36 @@ def test_data_efficiency_table(study):
 
 def test_missing_contrast_table_rows_and_order():
     table = T.missing_contrast_table(_missing())
-    assert len(table) == 15
+    assert len(table) == 15 + 1  # the subsets, then their average
     assert list(table.columns) == ["T1", "T1c", "T2", "FLAIR", "Dice, zero fill", "Dice, mean fill"]
     assert T.all_subsets()[:5] == ["t1", "t1c", "t2", "flair", "t1+t1c"]
     assert T.all_subsets()[-2:] == ["t1c+t2+flair", "t1+t1c+t2+flair"]
     assert list(table.iloc[0, :4]) == ["●", "○", "○", "○"]
     assert list(table.iloc[4, :4]) == ["●", "●", "○", "○"]
-    assert list(table.iloc[-1, :4]) == ["●"] * 4
-    n_present = (table.iloc[:, :4] == "●").sum(axis=1)
+    assert list(table.iloc[14, :4]) == ["●"] * 4
+    assert list(table.iloc[15, :4]) == ["Average", "", "", ""]
+    n_present = (table.iloc[:15, :4] == "●").sum(axis=1)
     assert list(n_present) == sorted(n_present)
     # subsets written in another order are the same subset; one not evaluated shows '–'
     df = _missing()
     df = df[df["subset"] != "t1"].replace({"subset": {"t1+t2": "t2+t1"}})
     table = T.missing_contrast_table(df)
     assert table.loc[0, "Dice, zero fill"] == "–" and table.loc[5, "Dice, zero fill"] != "–"
+    assert len(table) == 15  # no average without all 15 subsets
+
+
+def test_the_average_over_the_fifteen_subsets_is_per_subject_then_over_subjects():
+    # subject c0: Dice = (contrasts present) / 4 on each subset; c1: 0 everywhere. c0's average:
+    # (4 x 1 + 6 x 2 + 4 x 3 + 1 x 4) / (4 x 15) = 32/60; the mean over the two subjects 16/60
+    rows = [{"model": "four_contrast", "subset": subset, "fill": "zero", "seed": 0, "case_id": case,
+             "dice": (subset.count("+") + 1) / 4 if case == "c0" else 0.0}
+            for subset in T.all_subsets() for case in ("c0", "c1")]
+    summary = T.missing_contrast_summary(pd.DataFrame(rows))
+    average = summary[summary["subset"] == T.SUBSET_AVERAGE]
+    assert len(average) == 1 and average["mean"].iloc[0] == pytest.approx(16 / 60)
+    assert list(summary["subset"]) == T.all_subsets() + [T.SUBSET_AVERAGE]
+    table = T.missing_contrast_table(pd.DataFrame(rows))
+    assert table.iloc[-1]["Dice, zero fill"].startswith("0.267 [")
 
 
 def test_the_dropout_trained_model_gets_its_own_columns():
