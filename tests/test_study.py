@@ -171,3 +171,34 @@ def test_a_step_that_does_not_write_an_output_is_not_marked_done(smoke_root, mon
     with pytest.raises(SeganError, match="phantom finished without writing .*never_written.txt"):
         run_study(load_profile("smoke", ["data.phantom_n=10"]), "smoke", only=["phantom"], log=lambda s: None)
     assert not (made[0].run_dir / "step.json").exists()
+
+
+def test_a_kernel_that_dies_on_start_is_started_again(smoke_root, monkeypatch):
+    import papermill
+
+    import segan_lib.study as study
+
+    calls = []
+
+    def failing(times, message=study.KERNEL_DIED):
+        def execute(src, out, **kwargs):
+            calls.append(out)
+            if len(calls) <= times:
+                raise RuntimeError(message)
+        return execute
+
+    monkeypatch.setattr(study.time, "sleep", lambda s: None)
+    monkeypatch.setattr(papermill, "execute_notebook", failing(study.KERNEL_START_ATTEMPTS - 1))
+    out = study.run_notebook("00_viewer_demo.ipynb", smoke_root / "step", {})
+    assert out.name == "00_viewer_demo.ipynb" and len(calls) == study.KERNEL_START_ATTEMPTS
+    # every start failing: a step failure that says so
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook", failing(99))
+    with pytest.raises(study.StepFailed, match="kernel died on start 3 times"):
+        study.run_notebook("00_viewer_demo.ipynb", smoke_root / "step", {})
+    # any other error is not retried
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook", failing(99, "other"))
+    with pytest.raises(RuntimeError, match="other"):
+        study.run_notebook("00_viewer_demo.ipynb", smoke_root / "step", {})
+    assert len(calls) == 1
