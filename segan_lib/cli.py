@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from segan_lib import __version__, paths
-from segan_lib.config import Profile, available_profiles, load_profile
+from segan_lib.config import FREEZE_MODES, Profile, available_profiles, load_profile
 from segan_lib.distribute import ENV_STRATEGY, STRATEGIES
 from segan_lib.errors import SeganError
 
@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="initialisation, data order and crops")
     p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     p.add_argument("--init-from", default=None, metavar="RUN", help="start from another run's best weights (fine-tuning)")
-    p.add_argument("--freeze", choices=["none", "critic", "encoder"], default="none",
+    p.add_argument("--freeze", choices=FREEZE_MODES, default="none",
                    help="fine-tuning: keep the critic (the paper's Seg.) or the segmentor's encoder fixed")
     p.add_argument("--freeze-critic", action="store_true", help="the same as --freeze critic")
     p.add_argument("--contrast-dropout", type=float, default=0.0, metavar="P",

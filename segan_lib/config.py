@@ -116,7 +116,12 @@ class TrainConfig:
             raise ConfigError(f"train.subject_fraction must be in (0, 1], got {self.subject_fraction!r}")
 
 
+# what stays fixed when fine-tuning (segan train --freeze): nothing, the critic, or the segmentor's
+# encoder (its enc* layers, so the decoder and the critic adapt to the new contrast while the features
+# stay the source's)
+FREEZE_MODES = ("none", "critic", "encoder")
 FREEZE_STRATEGIES = ("full", "critic", "encoder")  # fine-tuning: all trainable / critic frozen / segmentor encoder frozen
+MISSING_FILLS = ("zero", "mean")  # an absent contrast at test time: zeros, or its training mean inside the brain
 
 
 @dataclass
@@ -138,7 +143,7 @@ class TransferConfig:
     # the source fine-tuned on each target in the data-efficiency runs (all sources are used at 100%)
     efficiency_sources: dict = field(default_factory=lambda: {"t1": "flair", "t1c": "flair", "t2": "flair",
                                                               "flair": "t2"})
-    missing_fill: tuple[str, ...] = ("zero", "mean")  # how absent contrasts are filled at test time
+    missing_fill: tuple[str, ...] = MISSING_FILLS  # how absent contrasts are filled at test time
     # > 0: also train the four-contrast model with this contrast dropout (each training slice's
     # contrast zeroed with this probability, one always kept) and compare it with missing contrasts
     contrast_dropout: float = 0.0
@@ -154,7 +159,7 @@ class TransferConfig:
         for strategy in self.strategies:
             _choice("transfer.strategies", strategy, FREEZE_STRATEGIES)
         for fill in self.missing_fill:
-            _choice("transfer.missing_fill", fill, ("zero", "mean"))
+            _choice("transfer.missing_fill", fill, MISSING_FILLS)
         if not 0.0 <= self.contrast_dropout < 1.0:
             raise ConfigError(f"transfer.contrast_dropout must be in [0, 1), got {self.contrast_dropout!r}")
         from segan_lib.io.case import CONTRASTS
@@ -187,10 +192,14 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(dataclasses.asdict(self))
 
+    def settings(self) -> dict[str, Any]:
+        """to_dict without the profile's name and description: what results depend on."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("name", "description")}
+
     def fingerprint(self, *sections: str) -> str:
         """Short hash of the named sections (all when none): equal settings, equal key."""
-        d = self.to_dict()
-        chosen = {k: d[k] for k in (sections or d.keys()) if k != "name" and k != "description"}
+        d = self.settings()
+        chosen = {k: d[k] for k in (sections or d.keys())}
         blob = json.dumps(chosen, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 

@@ -45,6 +45,10 @@ class Step:
     def run_dir(self) -> Path:
         return paths.runs_dir() / f"{self.name}__{self.key}"
 
+    def recorded_outputs(self) -> list[Path]:
+        """The outputs step.json lists (written when the step last finished)."""
+        return [Path(p) for p in json.loads((self.run_dir / "step.json").read_text())["outputs"]]
+
     def is_done(self) -> bool:
         marker = self.run_dir / "step.json"
         if not marker.is_file():
@@ -165,7 +169,7 @@ def _paper_steps(profile: Profile, profile_name: str, base_overrides: dict, data
     steps: list[Step] = []
     from segan_lib.experiments import study_models
 
-    study_profile = {k: v for k, v in profile.to_dict().items() if k not in ("name", "description")}
+    study_profile = profile.settings()
     model_steps: dict[str, Step] = {}
     for spec in study_models():
         source = model_steps.get(spec.init_from) if spec.init_from else None
@@ -236,12 +240,9 @@ def _paper_steps(profile: Profile, profile_name: str, base_overrides: dict, data
     return steps
 
 
-
-
 def _transfer_step(profile: Profile, profile_name: str, base_overrides: dict, needs: list[str]) -> Step:
     """The transfer study: one notebook that trains what is missing of its plan, then the tables and figure."""
-    params = {"profile": {k: v for k, v in profile.to_dict().items() if k not in ("name", "description")},
-              "notebook_version": 1}
+    params = {"profile": profile.settings(), "notebook_version": 1}
 
     def run(step: Step, run_dir: Path) -> list[Path]:
         figures = paths.figures_dir()
@@ -290,7 +291,7 @@ def _skip_if_done(step: Step, tag: str, force: bool, log, t_start: float) -> boo
         return False
     log(f"{tag} {step.name}: already done for these parameters, skipped "
         f"({step.run_dir.relative_to(paths.project_root())}); elapsed {time.perf_counter() - t_start:.0f} s")
-    step.outputs = [Path(p) for p in json.loads((step.run_dir / "step.json").read_text())["outputs"]]
+    step.outputs = step.recorded_outputs()
     return True
 
 
@@ -358,7 +359,7 @@ def _run_parallel(steps: list[Step], profile: Profile, profile_name: str, jobs: 
                 failure = failure or StepFailed(f"step {step.name} failed (exit {proc.returncode}); its log is {log_path}")
                 log(f"{tag} {step.name}: FAILED, see {log_path}")
                 continue
-            step.outputs = [Path(p) for p in json.loads((step.run_dir / "step.json").read_text())["outputs"]]
+            step.outputs = step.recorded_outputs()
             done.add(step.name)
             log(f"{tag} {step.name}: done in {time.perf_counter() - t0:.0f} s (job {slot})")
         if failure is None:

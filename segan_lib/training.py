@@ -17,13 +17,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from segan_lib.config import FREEZE_MODES
 from segan_lib.distribute import per_replica_logs, replica_share
 from segan_lib.losses import dice_loss, multiscale_l1
 from segan_lib.metrics import dice_per_sample, precision_per_sample, sensitivity_per_sample
-
-# what stays fixed when fine-tuning: nothing, the critic, or the segmentor's encoder (its enc* layers,
-# so the decoder and the critic adapt to the new contrast while the features stay the source's)
-FREEZE_MODES = ("none", "critic", "encoder")
 
 
 def _loss_scaled(optimizer):

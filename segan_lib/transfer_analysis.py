@@ -39,7 +39,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
-from segan_lib.config import FREEZE_STRATEGIES
+from segan_lib.config import FREEZE_STRATEGIES, MISSING_FILLS
 from segan_lib.figures import CONTRAST_TITLES, save_figure
 from segan_lib.io.case import CONTRASTS
 from segan_lib.metrics import summarize
@@ -48,7 +48,7 @@ from segan_lib.transfer_study import FOUR_CONTRAST_MODELS, MISSING_COLUMNS, RESU
 
 STRATEGIES: tuple[str, ...] = ("scratch",) + FREEZE_STRATEGIES
 FINE_TUNING: tuple[str, ...] = FREEZE_STRATEGIES
-FILLS: tuple[str, ...] = ("zero", "mean")
+FILLS: tuple[str, ...] = MISSING_FILLS
 ALPHA = 0.05
 #: the zero-difference rule of every Wilcoxon test here (see wilcoxon_paired)
 ZERO_METHOD = "zsplit"
