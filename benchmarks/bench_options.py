@@ -62,11 +62,11 @@ def generator_dataset(data, batch, crop, epochs, prefetch: bool):
     """train_dataset's generator; prefetch=False also stops tf.data from injecting one itself."""
     import tensorflow as tf
 
-    from segan_lib.pipeline import train_dataset
+    from segan_lib.data.pipeline import train_dataset
 
     if prefetch:
         return train_dataset(data, batch, crop, 0, 0, epochs)
-    from segan_lib.pipeline import batch_iterator
+    from segan_lib.data.pipeline import batch_iterator
 
     spec = _spec(data, batch, crop)
     ds = tf.data.Dataset.from_generator(lambda: batch_iterator(data, batch, crop, 0, 0, epochs), output_signature=spec)
@@ -80,7 +80,7 @@ def parallel_dataset(data, batch, crop, epochs):
     """The same batches as train_dataset, each built by its own call, several at a time, in order."""
     import tensorflow as tf
 
-    from segan_lib.pipeline import epoch_plan, gather_batch, steps_per_epoch
+    from segan_lib.data.pipeline import epoch_plan, gather_batch, steps_per_epoch
 
     steps = steps_per_epoch(len(data), batch)
     plans = {}  # epoch -> (order, offsets); a race only recomputes the same plan

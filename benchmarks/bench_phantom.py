@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from segan_lib import phantom
+from segan_lib.data import phantom
 
 
 def main(argv: list[str] | None = None) -> int:

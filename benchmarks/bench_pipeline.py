@@ -39,7 +39,7 @@ def synthetic_slices(n_slices: int, size: int, contrasts: int, dtype: str = "flo
     """A SliceSet of random images in [0, 1] and ~10% foreground masks, laid out as load_slices builds it."""
     import numpy as np
 
-    from segan_lib.pipeline import SliceSet
+    from segan_lib.data.pipeline import SliceSet
 
     rng = np.random.default_rng(seed)
     images = np.empty((n_slices, size, size, contrasts), dtype)
@@ -54,7 +54,7 @@ def synthetic_slices(n_slices: int, size: int, contrasts: int, dtype: str = "flo
 
 
 def epochs_for(n_batches: int, data, batch: int) -> int:
-    from segan_lib.pipeline import steps_per_epoch
+    from segan_lib.data.pipeline import steps_per_epoch
 
     return -(-n_batches // steps_per_epoch(len(data), batch))
 
@@ -73,7 +73,7 @@ def time_iterable(batches, n_batches: int, rounds: int = ROUNDS) -> float:
 
 
 def time_numpy_pipeline(data, batch: int, crop: int, n_batches: int, seed: int = 0) -> float:
-    from segan_lib.pipeline import batch_iterator
+    from segan_lib.data.pipeline import batch_iterator
 
     return time_iterable(batch_iterator(data, batch, crop, seed, 0, dataset_epochs(n_batches, data, batch)), n_batches)
 
@@ -87,8 +87,8 @@ def build_model(contrasts: int, width: int, seed: int = 0, **compile_kwargs):
     """A compiled SegAN_IO (concat critic) as training builds it; compile_kwargs go to keras.Model.compile."""
     import keras
 
-    from segan_lib.models import build_critic, build_segmentor
-    from segan_lib.training import SegAN
+    from segan_lib.nets.models import build_critic, build_segmentor
+    from segan_lib.training.segan import SegAN
 
     keras.utils.set_random_seed(seed)
     model = SegAN(build_segmentor(contrasts, width=width, seed=seed),
@@ -140,7 +140,7 @@ def time_fit(model, make_dataset, steps: int, warmup: int = 2) -> dict:
 
 def bench_shape(name: str, steps: int, n_batches: int, n_slices: int, repeats: int = 1) -> dict:
     import bench_train_step
-    from segan_lib.pipeline import train_dataset
+    from segan_lib.data.pipeline import train_dataset
 
     size, crop, batch, contrasts, width, per_case = SHAPES[name]
     data = synthetic_slices(n_slices, size, contrasts, slices_per_case=per_case)

@@ -28,8 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def write_bundle(folder: Path) -> Path:
     import numpy as np
 
-    from segan_lib.bundle import BUNDLE_FORMAT, CARD, THRESHOLD, WEIGHTS, _versions
-    from segan_lib.models import build_segmentor
+    from segan_lib.apply.bundle import BUNDLE_FORMAT, CARD, THRESHOLD, WEIGHTS, _versions
+    from segan_lib.nets.models import build_segmentor
 
     seg = build_segmentor(4, width=64, n_outputs=1, seed=0)
     weights = {f"v{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(seg.variables)}
@@ -53,7 +53,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=int, default=3, help="phantom subjects for folder mode")
     args = ap.parse_args()
-    from segan_lib.phantom import make_subject, phantom_grades, write_subject
+    from segan_lib.data.phantom import make_subject, phantom_grades, write_subject
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -72,9 +72,9 @@ def main() -> None:
         peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2  # kB on Linux
 
         # 2. the per-case cost with the bundle loaded
-        from segan_lib.bundle import load_bundle
-        from segan_lib.io import open_dataset
-        from segan_lib.predict import predict_case_to_file, predict_folder
+        from segan_lib.apply.bundle import load_bundle
+        from segan_lib.data import open_dataset
+        from segan_lib.apply.predict import predict_case_to_file, predict_folder
 
         t0 = time.perf_counter()
         bundle = load_bundle(bundle_dir)

@@ -27,9 +27,9 @@ def main() -> None:
     data = paths.resolve(args.data)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["SEGAN_ROOT"] = tmp  # a fresh, throw-away cache
-        from segan_lib.cache import build_cache
+        from segan_lib.data.cache import build_cache
         from segan_lib.config import load_profile
-        from segan_lib.io import open_dataset
+        from segan_lib.data import open_dataset
 
         cfg = load_profile(args.profile).preprocess
         ds = open_dataset(data)

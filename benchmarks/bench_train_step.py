@@ -87,8 +87,8 @@ def bench_shape(name, crop, batch, width, channels, steps):
     import keras
     import numpy as np
 
-    from segan_lib.models import build_critic, build_segmentor
-    from segan_lib.training import SegAN
+    from segan_lib.nets.models import build_critic, build_segmentor
+    from segan_lib.training.segan import SegAN
 
     keras.utils.set_random_seed(0)
     seg = build_segmentor(channels, width=width, seed=0)

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 
 from segan_lib import __version__, paths
-from segan_lib.config import FREEZE_MODES, Profile, available_profiles, load_profile
-from segan_lib.distribute import ENV_STRATEGY, STRATEGIES
+from segan_lib.constants import FREEZE_MODES
+from segan_lib.config import Profile, available_profiles, load_profile
+from segan_lib.training.distribute import DEVICE_STRATEGIES, ENV_STRATEGY
 from segan_lib.errors import SeganError
 
 EXIT_BAD_INPUT = 2
@@ -55,7 +56,7 @@ def _resolve_profile(args) -> Profile:
 
 def open_profile_dataset(profile: Profile):
     """The data set a profile points at (its root, layout, grades file and bad-case policy)."""
-    from segan_lib.io import open_dataset
+    from segan_lib.data.dataset import open_dataset
 
     grades = paths.resolve(profile.data.grades_file) if profile.data.grades_file else None
     return open_dataset(profile.data_root, layout=profile.data.layout, grades=grades,
@@ -64,7 +65,7 @@ def open_profile_dataset(profile: Profile):
 
 # ------------------------------------------------------------------ subcommands
 def cmd_phantom(args) -> int:
-    from segan_lib.phantom import generate_phantom
+    from segan_lib.data.phantom import generate_phantom
 
     profile = load_profile(args.profile, args.overrides)
     out = paths.resolve(args.out) if args.out else profile.data_root
@@ -81,7 +82,7 @@ def cmd_phantom(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from segan_lib.io import format_summary, summarize_dataset
+    from segan_lib.data.dataset import format_summary, summarize_dataset
 
     profile = _resolve_profile(args)
     ds = open_profile_dataset(profile)
@@ -91,7 +92,7 @@ def cmd_info(args) -> int:
 
 
 def cmd_preprocess(args) -> int:
-    from segan_lib.cache import build_cache
+    from segan_lib.data.cache import build_cache
 
     profile = _resolve_profile(args)
     ds = open_profile_dataset(profile)
@@ -105,7 +106,7 @@ def cmd_preprocess(args) -> int:
 
 
 def cmd_split(args) -> int:
-    from segan_lib.splits import default_splits_path, ensure_split
+    from segan_lib.data.splits import default_splits_path, ensure_split
 
     profile = _resolve_profile(args)
     ds = open_profile_dataset(profile)
@@ -123,7 +124,7 @@ def cmd_split(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from segan_lib.runs import train
+    from segan_lib.study.models import train_model
 
     overrides = list(args.overrides)
     if args.contrasts:
@@ -140,7 +141,7 @@ def cmd_train(args) -> int:
         overrides.append(f"train.seed={args.seed}")
     args.overrides = overrides
     profile = _resolve_profile(args)
-    result = train(profile, args.name, resume=args.resume, init_from=args.init_from,
+    result = train_model(profile, args.name, resume=args.resume, init_from=args.init_from,
                    freeze="critic" if args.freeze_critic else args.freeze, tensorboard=args.tensorboard,
                    verbose=1 if args.progress else 0, strategy=args.strategy, xla=args.xla or None,
                    contrast_dropout=args.contrast_dropout)
@@ -150,16 +151,16 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from segan_lib.evaluation import evaluate_run
+    from segan_lib.study.models import evaluate_model
 
     contrasts = [c for c in args.contrasts.split(",") if c] if args.contrasts else None
-    evaluate_run(args.run, subset=args.split, contrasts=contrasts, tag=args.checkpoint,
+    evaluate_model(args.run, subset=args.split, contrasts=contrasts, tag=args.checkpoint,
                  compute_hd95=not args.no_hd95)
     return 0
 
 
 def cmd_export(args) -> int:
-    from segan_lib.bundle import export_bundle
+    from segan_lib.apply.bundle import export_bundle
 
     out = export_bundle(args.run, args.out, tag=args.checkpoint)
     print(f"export: model bundle in {out}")
@@ -167,8 +168,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from segan_lib.bundle import load_bundle
-    from segan_lib.predict import open_input, predict_case_to_file, predict_file_set, predict_folder
+    from segan_lib.apply.bundle import load_bundle
+    from segan_lib.apply.predict import open_input, predict_case_to_file, predict_file_set, predict_folder
 
     files = {c: getattr(args, c) for c in ("t1", "t1c", "t2", "flair") if getattr(args, c)}
     if bool(args.input) == bool(files):
@@ -202,7 +203,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from segan_lib.study import run_study
+    from segan_lib.study.runner import run_study
 
     profile = _resolve_profile(args)
     only = [s for part in args.only for s in part.split(",") if s] if args.only else None
@@ -224,7 +225,7 @@ def cmd_profiles(args) -> int:
 
 # ------------------------------------------------------------------ parser
 def _strategy_arg(p) -> None:
-    p.add_argument("--strategy", choices=STRATEGIES, default=None,
+    p.add_argument("--strategy", choices=DEVICE_STRATEGIES, default=None,
                    help="default: one device; mirrored: every GPU here; multiworker: the machines in TF_CONFIG "
                         f"(default: ${ENV_STRATEGY}, else default)")
 

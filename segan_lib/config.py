@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from segan_lib import paths
+from segan_lib.constants import CONTRASTS, FINE_TUNING_STRATEGIES, MISSING_FILLS
 from segan_lib.errors import ConfigError
 
 
@@ -79,8 +80,6 @@ class ModelConfig:
     clip_value: float = 0.05
 
     def __post_init__(self):
-        from segan_lib.io.case import CONTRASTS
-
         if not self.contrasts or any(c not in CONTRASTS for c in self.contrasts) or len(set(self.contrasts)) != len(self.contrasts):
             raise ConfigError(f"model.contrasts must be distinct names among {', '.join(CONTRASTS)}, got {list(self.contrasts)}")
         _positive("model.width", self.width)
@@ -116,12 +115,6 @@ class TrainConfig:
             raise ConfigError(f"train.subject_fraction must be in (0, 1], got {self.subject_fraction!r}")
 
 
-# what stays fixed when fine-tuning (segan train --freeze): nothing, the critic, or the segmentor's
-# encoder (its enc* layers, so the decoder and the critic adapt to the new contrast while the features
-# stay the source's)
-FREEZE_MODES = ("none", "critic", "encoder")
-FREEZE_STRATEGIES = ("full", "critic", "encoder")  # fine-tuning: all trainable / critic frozen / segmentor encoder frozen
-MISSING_FILLS = ("zero", "mean")  # an absent contrast at test time: zeros, or its training mean inside the brain
 
 
 @dataclass
@@ -139,7 +132,7 @@ class TransferConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     contrasts: tuple[str, ...] = ("t1", "t1c", "t2", "flair")  # the sources and targets taking part
     fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)  # of the target's training subjects
-    strategies: tuple[str, ...] = FREEZE_STRATEGIES
+    strategies: tuple[str, ...] = FINE_TUNING_STRATEGIES
     # the source fine-tuned on each target in the data-efficiency runs (all sources are used at 100%)
     efficiency_sources: dict = field(default_factory=lambda: {"t1": "flair", "t1c": "flair", "t2": "flair",
                                                               "flair": "t2"})
@@ -157,13 +150,11 @@ class TransferConfig:
         if 1.0 not in self.fractions:
             raise ConfigError("transfer.fractions must include 1.0 (the source x target x strategy table)")
         for strategy in self.strategies:
-            _choice("transfer.strategies", strategy, FREEZE_STRATEGIES)
+            _choice("transfer.strategies", strategy, FINE_TUNING_STRATEGIES)
         for fill in self.missing_fill:
             _choice("transfer.missing_fill", fill, MISSING_FILLS)
         if not 0.0 <= self.contrast_dropout < 1.0:
             raise ConfigError(f"transfer.contrast_dropout must be in [0, 1), got {self.contrast_dropout!r}")
-        from segan_lib.io.case import CONTRASTS
-
         if not isinstance(self.efficiency_sources, dict):
             raise ConfigError(f"transfer.efficiency_sources must map target to source, got {self.efficiency_sources!r}")
         if len(set(self.contrasts)) < 2 or any(c not in CONTRASTS for c in self.contrasts):

@@ -13,10 +13,10 @@ def tiny_project(root, overrides):
     old = os.environ.get("SEGAN_ROOT")
     os.environ["SEGAN_ROOT"] = str(root)
     try:
-        from segan_lib.cache import build_cache
-        from segan_lib.io import open_dataset
-        from segan_lib.phantom import generate_phantom
-        from segan_lib.splits import default_splits_path, ensure_split
+        from segan_lib.data.cache import build_cache
+        from segan_lib.data import open_dataset
+        from segan_lib.data.phantom import generate_phantom
+        from segan_lib.data.splits import default_splits_path, ensure_split
 
         profile = load_profile("smoke", overrides)
         generate_phantom(profile.data_root, n=profile.data.phantom_n, seed=0, voxel_size=4.0)

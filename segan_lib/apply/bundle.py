@@ -1,0 +1,223 @@
+"""A trained segmentor as a self-contained folder that predicts without the run, the data or the cache.
+
+<bundle>/
+    segmentor.weights.npz   the segmentor's variables of the run's best checkpoint, in the order of
+                            `model.segmentor.variables` (keys v0000, v0001, ...)
+    card.json               what the weights need: contrasts and their order, regions, width, the
+                            preprocessing, the threshold, the training data, the test metrics, versions, seed
+
+The folder is written into a temporary folder beside the target and renamed, so a
+reader sees either no bundle or a complete one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from segan_lib import __version__
+from segan_lib.errors import SeganError
+
+BUNDLE_FORMAT = 1
+CARD = "card.json"
+WEIGHTS = "segmentor.weights.npz"
+from segan_lib.constants import THRESHOLD
+REQUIRED_CARD_FIELDS = ("format", "contrasts", "regions", "n_outputs", "width", "preprocessing", "threshold",
+                        "versions")
+
+
+class BundleError(SeganError):
+    """A model bundle that is missing, damaged or does not fit its own card."""
+
+
+class BundleVersionWarning(UserWarning):
+    """The bundle was written by another segan_lib version."""
+
+
+@dataclass
+class Bundle:
+    path: Path
+    card: dict
+    segmentor: object = field(repr=False)  # a built keras.Model with the bundle's weights
+
+    @property
+    def contrasts(self) -> tuple[str, ...]:
+        return tuple(self.card["contrasts"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.card.get("threshold", THRESHOLD))
+
+    def preprocess_config(self):
+        from segan_lib.config import PreprocessConfig
+
+        p = self.card["preprocessing"]
+        return PreprocessConfig(spacing_mm=float(p["spacing_mm"]), crop_shape=tuple(int(n) for n in p["crop_shape"]),
+                                percentiles=tuple(float(q) for q in p["percentiles"]),
+                                percentile_region=p["percentile_region"], cache_dtype="float32")
+
+
+def _versions() -> dict:
+    import importlib
+
+    import keras
+
+    backend = keras.backend.backend()  # the framework that ran the model ("tensorflow", "jax"), already imported
+    return {"segan_lib": __version__, "keras": keras.__version__,
+            backend: importlib.import_module(backend).__version__, "numpy": np.__version__}
+
+
+def _training_orientation(profile) -> list[str] | None:
+    """Axis codes (nibabel, e.g. ['L', 'P', 'S']) of the training scans' voxel order, from the cache."""
+    try:
+        import nibabel as nib
+
+        from segan_lib.data.cache import open_cache
+
+        cache = open_cache(profile.data_root, profile.preprocess)
+        meta = cache.meta[cache.case_ids[0]]
+        return [str(c) for c in nib.aff2axcodes(np.asarray(meta["source_affine"], float))]
+    except Exception:  # no cache left: predictions keep the input's voxel order
+        return None
+
+
+def _split_hash(profile) -> str | None:
+    from segan_lib.data.splits import default_splits_path
+
+    try:
+        d = json.loads(Path(default_splits_path(profile.data_root)).read_text())
+        return d.get("cases_hash")
+    except (OSError, ValueError):
+        return None
+
+
+def _test_metrics(run_dir: Path) -> dict | None:
+    path = run_dir / "eval_test.json"
+    if not path.is_file():
+        return None
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return {"metrics": d.get("metrics"), "n_subjects": d.get("n_subjects"), "protocol": d.get("protocol"),
+            "space": d.get("space"), "checkpoint": d.get("checkpoint")}
+
+
+def export_bundle(run_dir: str | Path, out_dir: str | Path | None = None, tag: str = "best") -> Path:
+    """Write the bundle of a run (default `<run>/bundle/`), replacing an older one atomically."""
+    from segan_lib.config import profile_from_dict
+    from segan_lib.run_files import group_arrays, read_checkpoint, read_settings, run_folder
+
+    run_dir = run_folder(run_dir)
+    settings = read_settings(run_dir)
+    profile = profile_from_dict(settings["profile"], where=str(run_dir / "settings.json"))
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / "bundle"
+    checkpoint, arrays = read_checkpoint(run_dir, tag)
+    # the checkpoint's segmentor group is the segmentor's variables in order: the bundle's weights as they are
+    weights = {f"v{i:04d}": a for i, a in enumerate(group_arrays(arrays, "segmentor"))}
+    if not weights:
+        raise BundleError(f"checkpoint '{tag}' of {run_dir} holds no segmentor weights")
+    m, pp = profile.model, profile.preprocess
+    card = {
+        "format": BUNDLE_FORMAT,
+        "run_name": run_dir.name,
+        "contrasts": list(m.contrasts),
+        "regions": ["wt"] if m.regions == "wt" else ["wt", "tc", "et"],
+        "n_outputs": 1 if m.regions == "wt" else 3,
+        "width": int(m.width),
+        "critic_input": m.critic_input,
+        "preprocessing": {"spacing_mm": float(pp.spacing_mm), "crop_shape": [int(n) for n in pp.crop_shape],
+                          "percentiles": [float(q) for q in pp.percentiles],
+                          "percentile_region": pp.percentile_region,
+                          "orientation": _training_orientation(profile)},
+        "threshold": THRESHOLD,
+        "training_data": {"name": Path(profile.data_root).name, "cases_hash": _split_hash(profile)},
+        "checkpoint": {"tag": tag, "epoch": checkpoint.get("epoch")},
+        "test_metrics": _test_metrics(run_dir),
+        "versions": _versions(),
+        "seed": int(profile.train.seed),
+        "weights": {"file": WEIGHTS, "n_variables": len(weights),
+                    "shapes": [list(w.shape) for w in weights.values()]},
+    }
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    old = None
+    try:
+        with open(tmp / WEIGHTS, "wb") as fh:
+            np.savez(fh, **weights)
+        (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n")
+        if out_dir.exists():  # move the old bundle aside, then the new one in, then drop the old
+            old = out_dir.parent / f".{out_dir.name}.old.{os.getpid()}"
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        if old is not None and not out_dir.exists():
+            os.replace(old, out_dir)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return out_dir
+
+
+def read_card(path: str | Path) -> dict:
+    path = Path(path)
+    card_path = path / CARD
+    if not path.is_dir():
+        raise BundleError(f"no model bundle at {path} (expected a folder holding {CARD} and {WEIGHTS})")
+    if not card_path.is_file():
+        raise BundleError(f"model bundle {path}: {card_path} is missing")
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"model bundle {path}: {card_path} cannot be read ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(card, dict):
+        raise BundleError(f"model bundle {path}: {card_path} does not hold a JSON object")
+    missing = [k for k in REQUIRED_CARD_FIELDS if k not in card]
+    if missing:
+        raise BundleError(f"model bundle {path}: {card_path} lacks {', '.join(missing)}")
+    if card["format"] != BUNDLE_FORMAT:
+        raise BundleError(f"model bundle {path}: {card_path} has format {card['format']}, this segan_lib reads "
+                          f"format {BUNDLE_FORMAT}")
+    return card
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """The card and a built segmentor with the bundle's weights; BundleError naming the file when damaged."""
+    from segan_lib.nets.models import build_segmentor
+
+    path = Path(path)
+    card = read_card(path)
+    made_by = card["versions"].get("segan_lib")
+    if made_by != __version__:
+        warnings.warn(f"model bundle {path} was written by segan_lib {made_by}; this is segan_lib {__version__} "
+                      "(predictions may differ)", BundleVersionWarning, stacklevel=2)
+    weights_path = path / WEIGHTS
+    if not weights_path.is_file():
+        raise BundleError(f"model bundle {path}: {weights_path} is missing")
+    try:
+        with np.load(weights_path) as z:
+            arrays = [z[k] for k in sorted(z.files)]
+    except Exception as exc:  # zipfile, pickle and OS errors alike: a damaged file
+        raise BundleError(f"model bundle {path}: {weights_path} cannot be read ({exc.__class__.__name__}: {exc})") from None
+    try:
+        seg = build_segmentor(len(card["contrasts"]), width=int(card["width"]), n_outputs=int(card["n_outputs"]),
+                              seed=0)
+    except (ValueError, TypeError) as exc:
+        raise BundleError(f"model bundle {path}: {path / CARD} describes no valid segmentor ({exc})") from None
+    variables = list(seg.variables)
+    if len(arrays) != len(variables):
+        raise BundleError(f"model bundle {path}: {weights_path} holds {len(arrays)} arrays, the segmentor of "
+                          f"{CARD} has {len(variables)} variables")
+    for i, (arr, v) in enumerate(zip(arrays, variables)):
+        if tuple(arr.shape) != tuple(v.shape):
+            raise BundleError(f"model bundle {path}: {weights_path} array v{i:04d} has shape {tuple(arr.shape)}, "
+                              f"the segmentor of {CARD} expects {tuple(v.shape)} ({v.path})")
+        v.assign(arr)
+    return Bundle(path, card, seg)

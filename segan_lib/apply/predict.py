@@ -1,0 +1,363 @@
+"""Segment new scans with a model bundle; the mask comes back in the scan's own grid.
+
+    from segan_lib.apply.bundle import load_bundle
+    from segan_lib.apply.predict import predict_case, predict_file_set, predict_folder
+    bundle = load_bundle("runs/my_run/bundle")
+    result = predict_case(bundle, {"flair": (array, affine)})      # arrays in memory
+    predict_file_set(bundle, {"flair": "scan_flair.nii.gz"}, "mask.nii.gz")
+    failures = predict_folder(bundle, "new_scans/", "masks/")      # any layout the data layer reads
+
+Steps for one case: check the contrasts (same shape and geometry, finite values); reorder the
+voxel axes to the training scans' orientation (axis permutations and flips only, undone at
+the end); resample to the bundle's spacing; crop (zero-pad where smaller) as in training, but
+on axes longer than the crop centred on the brain (non-zero voxels) rather than on the volume;
+clip and scale; predict every axial slice; threshold at the bundle's threshold; put the mask
+(nearest neighbour) and the probability (linear) back into the input grid.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from segan_lib.atomic import atomic_path, atomic_write_text
+from segan_lib.errors import DataError, SeganError
+
+from segan_lib.constants import AFFINE_TOLERANCE_MM
+
+
+class MissingContrastWarning(UserWarning):
+    """A contrast the model needs was absent and replaced by zeros."""
+
+
+@dataclass
+class PredictionResult:
+    mask: np.ndarray  # uint8, input grid: 1 = whole tumour (3 regions: 1 oedema-only, 2 core, 3 enhancing)
+    probability: np.ndarray  # float32, input grid: whole-tumour probability
+    affine: np.ndarray  # the input's 4x4 voxel -> world affine
+    header: dict = field(default_factory=dict)  # what the reader kept of the first contrast's header
+    seconds: float = 0.0
+    case_id: str | None = None
+
+    @property
+    def voxel_ml(self) -> float:
+        return float(abs(np.linalg.det(self.affine[:3, :3]))) / 1000.0
+
+    @property
+    def tumour_ml(self) -> float:
+        return float((self.mask > 0).sum()) * self.voxel_ml
+
+
+# ---------------------------------------------------------------- one case in memory
+def _gather(bundle, images, allow_missing: bool, case_id: str | None):
+    """contrast -> (array float32, affine), header of the first present contrast, and the case id."""
+    from segan_lib.data.case import Case
+
+    needed = bundle.contrasts
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    header: dict = {}
+    if isinstance(images, Case):
+        case_id = case_id or images.case_id
+        for c in needed:
+            if c in images.sources:
+                vol = images.volume(c)
+                arrays[c] = (vol.data, vol.affine)
+                header = header or dict(vol.header)
+    elif isinstance(images, Mapping):
+        for c in needed:
+            if c in images and images[c] is not None:
+                item = images[c]
+                if hasattr(item, "data") and hasattr(item, "affine"):  # a Volume
+                    header = header or dict(getattr(item, "header", {}) or {})
+                    item = (item.data, item.affine)
+                arr, aff = item
+                arrays[c] = (np.asarray(arr), np.asarray(aff, dtype=float))
+    else:
+        raise TypeError("images must be a Case or a dict contrast -> (array, affine)")
+    missing = [c for c in needed if c not in arrays]
+    if missing and not allow_missing:
+        raise DataError(f"contrast '{missing[0]}' is missing: the model needs {', '.join(needed)} "
+                        f"(allow_missing / --allow-missing fills a missing contrast with zeros)", case_id=case_id)
+    if len(missing) == len(needed):
+        raise DataError(f"none of the contrasts the model needs ({', '.join(needed)}) is given", case_id=case_id)
+    for c, (arr, aff) in arrays.items():
+        if arr.ndim != 3:
+            raise DataError(f"contrast '{c}' has {arr.ndim} dimensions, expected a 3-D volume", case_id=case_id)
+        if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
+            raise DataError(f"contrast '{c}' has no valid 4x4 affine", case_id=case_id)
+        if not np.all(np.isfinite(arr)):
+            raise DataError(f"contrast '{c}' holds NaN or Inf values", case_id=case_id)
+    first = next(c for c in needed if c in arrays)
+    shape, affine = arrays[first][0].shape, arrays[first][1]
+    for c, (arr, aff) in arrays.items():
+        if arr.shape != shape:
+            raise DataError(f"contrast '{c}' has shape {'x'.join(map(str, arr.shape))}, '{first}' has "
+                            f"{'x'.join(map(str, shape))}", case_id=case_id)
+        diff = float(np.max(np.abs(aff - affine)))
+        if diff > AFFINE_TOLERANCE_MM:
+            raise DataError(f"contrast '{c}' has another geometry than '{first}' (affines differ by up to "
+                            f"{diff:.4g} mm)", case_id=case_id)
+    if missing:
+        msg = (f"{'case ' + case_id + ': ' if case_id else ''}contrast(s) {', '.join(missing)} missing: "
+               "filled with zeros, the prediction may be poor")
+        warnings.warn(msg, MissingContrastWarning, stacklevel=3)
+    out = {c: (arrays[c][0].astype(np.float32, copy=False) if c in arrays else np.zeros(shape, np.float32))
+           for c in needed}
+    return out, affine, header, case_id
+
+
+def _orientation_transforms(affine: np.ndarray, target_codes, shape):
+    """(to training orientation, back) nibabel orientation transforms, or (None, None)."""
+    if not target_codes:
+        return None, None
+    import nibabel.orientations as nio
+
+    here = nio.io_orientation(affine)
+    target = nio.axcodes2ornt(tuple(target_codes))
+    fwd = nio.ornt_transform(here, target)
+    if np.array_equal(fwd, [[0, 1], [1, 1], [2, 1]]):
+        return None, None
+    return fwd, nio.ornt_transform(target, here)
+
+
+def predict_case(bundle, images, allow_missing: bool = False, case_id: str | None = None) -> PredictionResult:
+    """Segment one case: a Case, or a dict contrast -> (array, affine) (or Volume) of the bundle's contrasts."""
+    import nibabel.orientations as nio
+
+    from segan_lib.evaluation.evaluate import predict_array
+    from segan_lib.data.preprocess import preprocess_arrays, restore_to_source
+
+    t0 = time.perf_counter()
+    bundle = _as_bundle(bundle)
+    arrays, affine, header, case_id = _gather(bundle, images, allow_missing, case_id)
+    shape = next(iter(arrays.values())).shape
+    cfg = bundle.preprocess_config()
+    fwd, back = _orientation_transforms(affine, bundle.card["preprocessing"].get("orientation"), shape)
+    work_affine = affine
+    if fwd is not None:  # axis permutations and flips only: exact, undone at the end
+        arrays = {c: nio.apply_orientation(a, fwd) for c, a in arrays.items()}
+        work_affine = affine @ nio.inv_ornt_aff(fwd, shape)
+    spacing = tuple(float(s) for s in np.sqrt((work_affine[:3, :3] ** 2).sum(axis=0)))
+    vols = arrays
+    brain = np.zeros(next(iter(vols.values())).shape, bool)
+    for v in vols.values():
+        brain |= v != 0
+    nz = np.nonzero(brain)
+    centre = [(ix.min() + ix.max()) / 2.0 for ix in nz] if nz[0].size else None
+    pre = preprocess_arrays(vols, None, spacing, cfg, bundle.contrasts, case_id or "", crop_center=centre)
+    x = np.moveaxis(pre.images, (0, 3), (3, 0))  # (C, X, Y, Z) -> (Z, X, Y, C)
+    probs = np.moveaxis(predict_array(bundle.segmentor, x), 0, 2)  # (X, Y, Z, R)
+    above = probs > bundle.threshold
+    mask_crop = above[..., 0].astype(np.uint8)
+    if probs.shape[-1] == 3:  # nested BraTS regions: 1 whole tumour, 2 core, 3 enhancing
+        mask_crop = mask_crop + (above[..., 0] & above[..., 1]) + (above[..., 0] & above[..., 1] & above[..., 2])
+        mask_crop = mask_crop.astype(np.uint8)
+    mask = restore_to_source(mask_crop, pre.record, order=0).astype(np.uint8)
+    prob = np.clip(restore_to_source(probs[..., 0].astype(np.float32), pre.record, order=1), 0, 1).astype(np.float32)
+    if back is not None:
+        mask = np.ascontiguousarray(nio.apply_orientation(mask, back))
+        prob = np.ascontiguousarray(nio.apply_orientation(prob, back))
+    assert mask.shape == tuple(shape), (mask.shape, shape)
+    return PredictionResult(mask, prob, np.asarray(affine, float).copy(), header,
+                            round(time.perf_counter() - t0, 3), case_id)
+
+
+def predict(bundle_or_path, case, allow_missing: bool = False) -> np.ndarray:
+    """The uint8 mask of one case (a Case or a dict contrast -> (array, affine)) in its own grid."""
+    return predict_case(bundle_or_path, case, allow_missing=allow_missing).mask
+
+
+def _as_bundle(bundle):
+    """A loaded Bundle, from a Bundle or the path of a bundle folder."""
+    if isinstance(bundle, (str, os.PathLike)):
+        from segan_lib.apply.bundle import load_bundle
+
+        return load_bundle(bundle)
+    return bundle
+
+
+# ---------------------------------------------------------------- files
+def _check_output(out_path: Path, overwrite: bool) -> Path:
+    out_path = Path(out_path)
+    if not (out_path.name.endswith(".nii.gz") or out_path.name.endswith(".nii")):
+        raise SeganError(f"output {out_path} must be a NIfTI file name (.nii.gz or .nii)")
+    if out_path.exists() and not overwrite:
+        raise SeganError(f"output {out_path} already exists (pass overwrite=True / --overwrite to replace it)")
+    _writable_folder(out_path.parent)
+    return out_path
+
+
+def _writable_folder(folder: Path) -> Path:
+    """Create the folder if needed; a clear error when it cannot be created or written to."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SeganError(f"cannot create the output folder {folder} ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SeganError(f"the output folder {folder} is not writable")
+    return folder
+
+
+def _nifti_header(source: Path | None):
+    """A copy of the source file's NIfTI header, or None when it is not NIfTI or unreadable."""
+    if source is None or not (str(source).endswith(".nii") or str(source).endswith(".nii.gz")):
+        return None
+    try:
+        import nibabel as nib
+
+        img = nib.load(str(source))
+        return img.header.copy() if isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)) else None
+    except Exception:
+        return None
+
+
+def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, header_source: Path | None = None) -> None:
+    """Write data (uint8 mask or float32 map) as NIfTI atomically, with the source's header when it has one."""
+    import nibabel as nib
+
+    path = Path(path)
+    header = _nifti_header(header_source)
+    img = nib.Nifti1Image(data, affine, header=header)
+    img.set_data_dtype(data.dtype)
+    img.header.set_slope_inter(1.0, 0.0)
+    img.set_qform(affine, code=int(header["qform_code"]) if header is not None and int(header["qform_code"]) else 1)
+    img.set_sform(affine, code=int(header["sform_code"]) if header is not None and int(header["sform_code"]) else 1)
+    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
+    try:
+        with atomic_path(path, suffix=suffix) as tmp:
+            nib.save(img, str(tmp))
+    except PermissionError as exc:
+        raise SeganError(f"cannot write {path}: the folder {path.parent} is not writable ({exc.strerror})") from None
+
+
+def predict_file_set(bundle, files: Mapping[str, str | os.PathLike], out_path: str | os.PathLike,
+                     overwrite: bool = False, probability_path: str | os.PathLike | None = None,
+                     allow_missing: bool = False) -> PredictionResult:
+    """Segment one case given as files (contrast -> path); write the mask (uint8 NIfTI) to out_path."""
+    from segan_lib.constants import CONTRASTS
+    from segan_lib.data.volume_io import read_volume
+
+    bundle = _as_bundle(bundle)
+    unknown = [c for c in files if c not in CONTRASTS]
+    if unknown:
+        raise SeganError(f"unknown contrast(s) {', '.join(unknown)}: the contrasts are {', '.join(CONTRASTS)}")
+    out_path = _check_output(Path(out_path), overwrite)
+    if probability_path is not None:
+        probability_path = _check_output(Path(probability_path), overwrite)
+    files = {c: Path(p) for c, p in files.items() if p is not None}
+    first = next((files[c] for c in bundle.contrasts if c in files), None)
+    case_id = _case_name(first) if first is not None else None
+    volumes = {c: read_volume(files[c], case_id=case_id, kind="image") for c in bundle.contrasts if c in files}
+    return _predict_to_files(bundle, volumes, out_path, probability_path, first, allow_missing, case_id)
+
+
+def predict_case_to_file(bundle, case, out_path: str | os.PathLike, overwrite: bool = False,
+                         probability_path: str | os.PathLike | None = None,
+                         allow_missing: bool = False) -> PredictionResult:
+    """Segment one Case of any layout (e.g. a single case folder) into one mask file."""
+    out_path = _check_output(Path(out_path), overwrite)
+    if probability_path is not None:
+        probability_path = _check_output(Path(probability_path), overwrite)
+    first = next((case.files.get(c) for c in bundle.contrasts if case.files.get(c)), None)
+    return _predict_to_files(bundle, case, out_path, probability_path, first, allow_missing, case.case_id)
+
+
+def _predict_to_files(bundle, images, out_path, probability_path, header_source, allow_missing, case_id):
+    result = predict_case(bundle, images, allow_missing=allow_missing, case_id=case_id)
+    write_nifti(out_path, result.mask, result.affine, header_source)
+    if probability_path is not None:
+        write_nifti(probability_path, result.probability, result.affine, header_source)
+    return result
+
+
+def _case_name(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+# ---------------------------------------------------------------- folders
+FOLDER_SUMMARY_COLUMNS = ("case_id", "status", "tumour_ml", "seconds", "dice", "precision", "sensitivity", "hd95_mm",
+                   "message")
+
+
+def open_input(input_dir: str | os.PathLike):
+    """The data set at input_dir; a single case folder is read through its parent's layout."""
+    from segan_lib.data.dataset import open_dataset
+
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise DataError(f"input {input_dir} is not a folder")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return open_dataset(input_dir, require_label=False, on_bad_case="skip")
+        except DataError as first:
+            try:
+                parent = open_dataset(input_dir.parent, require_label=False, on_bad_case="skip")
+            except DataError:
+                raise first from None
+    inside = [c.case_id for c in parent
+              if c.case_id == input_dir.name or any(input_dir in Path(p).parents for p in c.files.values())]
+    if not inside:
+        raise DataError(f"no case found in {input_dir}")
+    return parent.subset(inside)
+
+
+def predict_folder(bundle, input_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False,
+                   evaluate: bool = False, allow_missing: bool = False, progress: bool = True,
+                   probabilities: bool = False) -> list[tuple[str, str]]:
+    """Segment every case of a data set folder into <out>/<case>.nii.gz and write <out>/summary.csv.
+
+    A case that fails is recorded (status error, with the message) and the next one is done.
+    Returns the failures as (case id, message).
+    """
+    from tqdm.auto import tqdm
+
+    from segan_lib.metrics.core import volume_metrics
+
+    bundle = _as_bundle(bundle)
+    ds = open_input(input_dir)
+    out_dir = _writable_folder(Path(out_dir))
+    rows, failures = [], []
+    for key, reason in getattr(ds, "skipped", []) or []:
+        rows.append({"case_id": key, "status": "error", "message": reason})
+        failures.append((key, reason))
+    for case in tqdm(list(ds), desc="predict", unit="case", disable=not progress):
+        row = {"case_id": case.case_id}
+        try:
+            out = _check_output(out_dir / f"{case.case_id}.nii.gz", overwrite)
+            result = predict_case(bundle, case, allow_missing=allow_missing)
+            first = next((case.files.get(c) for c in bundle.contrasts if case.files.get(c)), None)
+            write_nifti(out, result.mask, result.affine, first)
+            if probabilities:
+                write_nifti(out_dir / f"{case.case_id}_probability.nii.gz", result.probability, result.affine, first)
+            row.update(status="ok", tumour_ml=round(result.tumour_ml, 3), seconds=result.seconds)
+            if evaluate and case.has_label:
+                truth = case.volume("label")
+                if truth.data.shape != result.mask.shape:
+                    raise DataError(f"label has shape {truth.data.shape}, the images {result.mask.shape}",
+                                    case_id=case.case_id)
+                spacing = tuple(float(s) for s in np.sqrt((result.affine[:3, :3] ** 2).sum(axis=0)))
+                vm = volume_metrics(result.mask > 0, truth.data > 0, spacing=spacing)
+                row.update(dice=vm.dice, precision=vm.precision, sensitivity=vm.sensitivity, hd95_mm=vm.hd95)
+        except (SeganError, OSError, ValueError) as exc:
+            row.update(status="error", message=str(exc))
+            failures.append((case.case_id, str(exc)))
+        rows.append(row)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=FOLDER_SUMMARY_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row.get(k, "") for k in FOLDER_SUMMARY_COLUMNS})
+    atomic_write_text(out_dir / "summary.csv", buf.getvalue())
+    return failures

@@ -1,0 +1,117 @@
+"""Evaluating a segmentor on whole volumes, per subject.
+
+Volumes are predicted slice by slice on the whole preprocessed crop (each
+axial slice zero-padded to a multiple of 16, the segmentor's stride), the
+probabilities thresholded at 0.5, and every metric computed per 3-D volume
+(protocol "per_volume" of segan_lib.metrics.core), then averaged over volumes.
+"""
+from __future__ import annotations
+
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from segan_lib.atomic import atomic_write_json, atomic_write_text
+from segan_lib.constants import THRESHOLD
+from segan_lib.metrics.core import PROTOCOL_NOTES, summarize_table
+from segan_lib.nets.inference import predict_slices
+from segan_lib.run_files import read_checkpoint, read_settings, run_folder
+from segan_lib.training.validation import volume_metrics_table
+
+
+def load_run_models(run_dir: Path, tag: str = "best"):
+    """The segmentor (and critic) of a saved run, with the weights of its best (or last) checkpoint."""
+    from segan_lib.config import profile_from_dict
+    from segan_lib.nets.models import build_critic, build_segmentor
+    from segan_lib.training.segan import SegAN, load_state_arrays
+
+    settings = read_settings(run_dir)
+    profile = profile_from_dict(settings["profile"], where=str(Path(run_dir) / "settings.json"))
+    m = profile.model
+    n_out = 1 if m.regions == "wt" else 3
+    seg = build_segmentor(len(m.contrasts), width=m.width, n_outputs=n_out, seed=profile.train.seed)
+    critic = build_critic(len(m.contrasts), n_seg_channels=n_out, input_mode=m.critic_input, width=m.width,
+                          clip_value=m.clip_value, seed=profile.train.seed)
+    model = SegAN(seg, critic, dice_weight=m.dice_weight, freeze=settings.get("freeze", "none"))
+    model.compile(learning_rate=profile.train.learning_rate)
+    model(np.zeros((1, 16, 16, len(m.contrasts)), np.float32))
+    _, arrays = read_checkpoint(Path(run_dir), tag)
+    load_state_arrays(model, arrays, groups=("segmentor", "critic"), where=f"{run_dir} ({tag})")
+    return model, profile
+
+
+def evaluate_run(run: str | Path, subset: str = "test", contrasts: Sequence[str] | None = None,
+                 tag: str = "best", compute_hd95: bool = True, log=print) -> tuple[pd.DataFrame, dict]:
+    """Per-subject metrics of a run on a subset of its split, optionally on other contrasts.
+
+    Writes runs/<run>/eval_<subset>[_on-<contrasts>].csv (per subject) and .json (summary).
+    """
+    from segan_lib.data.cache import open_cache
+    from segan_lib.errors import SeganError
+    from segan_lib.data.pipeline import load_slices
+    from segan_lib.data.splits import default_splits_path, load_split
+
+    run_dir = run_folder(run)
+    if not (run_dir / "settings.json").exists():
+        raise SeganError(f"no run at {run_dir} (expected settings.json there)")
+    model, profile = load_run_models(run_dir, tag)
+    trained_on = tuple(profile.model.contrasts)
+    contrasts = tuple(contrasts) if contrasts else trained_on
+    if len(contrasts) != len(trained_on):
+        raise SeganError(f"run {run_dir.name} takes {len(trained_on)} contrast(s) ({', '.join(trained_on)}); "
+                         f"cannot evaluate it on {len(contrasts)} ({', '.join(contrasts)})")
+    cache = open_cache(profile.data_root, profile.preprocess)
+    split = load_split(default_splits_path(profile.data_root), case_ids=cache.case_ids)
+    data = load_slices(cache, split.subset(subset), contrasts, profile.model.regions, "all")
+    probs = predict_slices(model.segmentor, data, batch_size=profile.train.batch_size)
+    table = volume_metrics_table(probs, data, spacing_mm=profile.preprocess.spacing_mm, compute_hd95=compute_hd95)
+    summary_table = summarize_table(table.drop(columns=["case_id"]), seed=profile.train.seed)
+    tag_name = f"eval_{subset}" + ("" if contrasts == trained_on else f"_on-{'-'.join(contrasts)}")
+    summary = {
+        "run": run_dir.name, "subset": subset, "trained_on": list(trained_on), "evaluated_on": list(contrasts),
+        "checkpoint": tag, "n_subjects": len(table), "threshold": THRESHOLD,
+        "protocol": "per_volume", "protocol_note": PROTOCOL_NOTES["per_volume"],
+        "space": f"preprocessed crop ({'x'.join(map(str, profile.preprocess.crop_shape))} voxels of "
+                 f"{profile.preprocess.spacing_mm:g} mm)",
+        "metrics": {r["metric"]: {k: (None if pd.isna(v) else float(v)) for k, v in r.items() if k != "metric"}
+                    for r in summary_table.to_dict("records")},
+    }
+    atomic_write_text(run_dir / f"{tag_name}.csv", table.to_csv(index=False))
+    atomic_write_json(run_dir / f"{tag_name}.json", summary)
+    if log:
+        d = summary["metrics"]["dice"]
+        log(f"evaluate: {run_dir.name} on {subset} ({', '.join(contrasts)}): Dice {d['mean']:.3f} "
+            f"[{d['ci_low']:.3f}, {d['ci_high']:.3f}] over {len(table)} volumes -> {run_dir / (tag_name + '.csv')}")
+    return table, summary
+
+
+def predict_cases(run: str | Path, case_ids: Sequence[str], contrasts: Sequence[str] | None = None,
+                  tag: str = "best") -> dict[str, dict]:
+    """Whole preprocessed volumes of some cases with a run's prediction, for viewers.
+
+    Returns case id -> {"images": {contrast: (X, Y, Z)}, "truth": (X, Y, Z) bool, "probability": (X, Y, Z),
+    "prediction": (X, Y, Z) bool}; the first region (whole tumour) only.
+    """
+    from segan_lib.data.cache import open_cache
+    from segan_lib.data.pipeline import load_slices
+
+    model, profile = load_run_models(run_folder(run), tag)
+    contrasts = tuple(contrasts) if contrasts else tuple(profile.model.contrasts)
+    cache = open_cache(profile.data_root, profile.preprocess)
+    data = load_slices(cache, list(case_ids), contrasts, profile.model.regions, "all")
+    probs = predict_slices(model.segmentor, data, batch_size=profile.train.batch_size)
+    out = {}
+    for ci, cid in enumerate(data.case_ids):
+        sel = np.flatnonzero(data.case_index == ci)
+        sel = sel[np.argsort(data.slice_index[sel])]
+        to_xyz = lambda a: np.moveaxis(a, 0, -1)  # (Z, X, Y) -> (X, Y, Z)
+        out[cid] = {
+            "images": {c: to_xyz(np.asarray(data.images[sel, ..., i], np.float32)) for i, c in enumerate(contrasts)},
+            "truth": to_xyz(data.masks[sel, ..., 0] > 0),
+            "probability": to_xyz(probs[sel, ..., 0]),
+            "prediction": to_xyz(probs[sel, ..., 0] > THRESHOLD),
+        }
+    return out

@@ -1,0 +1,30 @@
+"""Training: the SegAN Keras model and its train steps (TensorFlow, JAX), the trainer, validation, distribution."""
+from segan_lib._exports import lazy_exports
+
+_NAMES = {
+    "DEVICE_STRATEGIES": "distribute",
+    "ENV_LOGICAL_CPUS": "distribute",
+    "ENV_STRATEGY": "distribute",
+    "OptimizerPair": "step_jax",
+    "Placement": "distribute",
+    "RunResult": "trainer",
+    "SegAN": "segan",
+    "TrainingError": "trainer",
+    "check_global_batch": "distribute",
+    "default_run_name": "trainer",
+    "load_state_arrays": "segan",
+    "make_placement": "distribute",
+    "model_state": "segan",
+    "per_replica_logs": "distribute",
+    "replica_share": "distribute",
+    "shard_by_data": "distribute",
+    "soft_dice_np": "validation",
+    "state_arrays": "segan",
+    "test_step": "step_jax",
+    "train": "trainer",
+    "train_or_resume": "trainer",
+    "train_step": "step_jax",
+    "volume_metrics_table": "validation",
+}
+__all__ = sorted(_NAMES)
+__getattr__, __dir__ = lazy_exports(__name__, _NAMES)
