@@ -63,7 +63,8 @@ def synthetic_slices(n: int, crop: int, channels: int, seed: int = 0):
 def build(crop: int, width: int, channels: int, policy: str):
     import keras
 
-    from segan_lib.nets.models import build_critic, build_segmentor
+    from segan_lib.nets.critic import build_critic
+    from segan_lib.nets.segmentor import build_segmentor
     from segan_lib.training.segan import SegAN
 
     keras.config.set_dtype_policy(policy)

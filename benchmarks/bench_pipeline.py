@@ -87,7 +87,8 @@ def build_model(contrasts: int, width: int, seed: int = 0, **compile_kwargs):
     """A compiled SegAN_IO (concat critic) as training builds it; compile_kwargs go to keras.Model.compile."""
     import keras
 
-    from segan_lib.nets.models import build_critic, build_segmentor
+    from segan_lib.nets.critic import build_critic
+    from segan_lib.nets.segmentor import build_segmentor
     from segan_lib.training.segan import SegAN
 
     keras.utils.set_random_seed(seed)

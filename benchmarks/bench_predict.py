@@ -29,7 +29,7 @@ def write_bundle(folder: Path) -> Path:
     import numpy as np
 
     from segan_lib.apply.bundle import BUNDLE_FORMAT, CARD, THRESHOLD, WEIGHTS, _versions
-    from segan_lib.nets.models import build_segmentor
+    from segan_lib.nets.segmentor import build_segmentor
 
     seg = build_segmentor(4, width=64, n_outputs=1, seed=0)
     weights = {f"v{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(seg.variables)}

@@ -87,7 +87,8 @@ def bench_shape(name, crop, batch, width, channels, steps):
     import keras
     import numpy as np
 
-    from segan_lib.nets.models import build_critic, build_segmentor
+    from segan_lib.nets.critic import build_critic
+    from segan_lib.nets.segmentor import build_segmentor
     from segan_lib.training.segan import SegAN
 
     keras.utils.set_random_seed(0)

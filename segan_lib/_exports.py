@@ -10,13 +10,18 @@ import importlib
 
 
 def lazy_exports(package: str, names: dict[str, str]):
-    """``(__getattr__, __dir__)`` for a package whose public ``names`` live in its submodules."""
+    """``(__getattr__, __dir__)`` for a package whose public ``names`` live in its submodules.
+
+    A module is named relative to the package (``"cache"``), or absolutely (``"segan_lib.constants"``)
+    for a name the package passes on from a lower layer.
+    """
 
     def __getattr__(name: str):
         module = names.get(name)
         if module is None:  # also how `from package import submodule` falls back to the import system
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(f"{package}.{module}"), name)
+        full = module if module.startswith("segan_lib.") else f"{package}.{module}"
+        return getattr(importlib.import_module(full), name)
 
     def __dir__() -> list[str]:
         return sorted(names)

@@ -16,6 +16,7 @@ from pathlib import Path
 from segan_lib import __version__, paths
 from segan_lib.constants import FREEZE_MODES
 from segan_lib.config import Profile, available_profiles, load_profile
+from segan_lib.data.profile_data import open_profile_dataset
 from segan_lib.training.distribute import DEVICE_STRATEGIES, ENV_STRATEGY
 from segan_lib.errors import SeganError
 
@@ -52,15 +53,6 @@ def _resolve_profile(args) -> Profile:
     if getattr(args, "on_bad_case", None):
         overrides.append(f"data.on_bad_case={args.on_bad_case}")
     return load_profile(args.profile, overrides)
-
-
-def open_profile_dataset(profile: Profile):
-    """The data set a profile points at (its root, layout, grades file and bad-case policy)."""
-    from segan_lib.data.dataset import open_dataset
-
-    grades = paths.resolve(profile.data.grades_file) if profile.data.grades_file else None
-    return open_dataset(profile.data_root, layout=profile.data.layout, grades=grades,
-                        on_bad_case=profile.data.on_bad_case)
 
 
 # ------------------------------------------------------------------ subcommands
@@ -238,7 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"segan_lib {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add_parser in _SUBCOMMANDS:
+        add_parser(sub)
+    return parser
 
+
+def _add_phantom_parser(sub) -> None:
     p = sub.add_parser("phantom", help="generate the embedded BraTS-like phantom data set",
                        description="Generate a BraTS-like data set (BraTS 2018-2021 layout, labels 0,1,2,4, "
                                    "grades.csv) from the MNI152 anatomy shipped with nilearn. Same seed, same bytes.")
@@ -252,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_phantom)
 
+
+def _add_info_parser(sub) -> None:
     p = sub.add_parser("info", help="what layout a data folder has, its cases, grades, shapes and labels",
                        description="Detect the layout of a data folder and describe it. --deep reads every case "
                                    "(one at a time) for shapes, spacings and label values.")
@@ -261,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=cmd_info)
 
+
+def _add_preprocess_parser(sub) -> None:
     p = sub.add_parser("preprocess", help="crop, clip and scale every case into the cache",
                        description="Preprocess every case as the paper does (centre crop, percentile clip, min-max "
                                    "scale; optional resampling) into data/cache/, keyed by the settings. Cases "
@@ -270,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
     p.set_defaults(func=cmd_preprocess)
 
+
+def _add_split_parser(sub) -> None:
     p = sub.add_parser("split", help="the seeded stratified train/val/test split (splits.json)",
                        description="Write the seeded 80/10/10 split stratified by grade to splits.json beside the "
                                    "data, or reuse the one there. An existing split is never silently overwritten.")
@@ -280,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rewrite an existing split (the old one kept as .bak)")
     p.set_defaults(func=cmd_split)
 
+
+def _add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train SegAN or SegAN_IO (resumable)",
                        description="Train one model into runs/<name>/: checkpoints of best and last (both networks, "
                                    "both optimizers), history.csv, metrics.json. Early stopping on validation Dice "
@@ -310,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     _strategy_arg(p)
     p.set_defaults(func=cmd_train)
 
+
+def _add_evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="per-subject metrics of a trained run on a split",
                        description="Predict whole volumes of a subset of the split (centre crop, threshold 0.5) and "
                                    "write per-subject Dice, precision, sensitivity, specificity and HD95 (CSV) and "
@@ -322,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-hd95", action="store_true", help="skip the Hausdorff distance")
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_export_parser(sub) -> None:
     p = sub.add_parser("export", help="write a run's model bundle (weights and card) for prediction",
                        description="Write the best segmentor of a run and its card (contrasts, preprocessing, "
                                    "threshold, training data, test metrics, versions) into a self-contained folder "
@@ -331,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.set_defaults(func=cmd_export)
 
+
+def _add_predict_parser(sub) -> None:
     p = sub.add_parser("predict", help="segment new scans with a model bundle",
                        description="Segment one case given as files (--t1/--t1c/--t2/--flair, OUTPUT a .nii.gz) or "
                                    "every case of a folder in any layout the data layer reads (--input, OUTPUT a "
@@ -348,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
 
+
+def _add_study_parser(sub) -> None:
     p = sub.add_parser("study", help="run every step of the study in order (what run_all.sh calls)",
                        description="Run the study's steps in order, skipping each step whose outputs are complete "
                                    "for the same parameters; stops at the first failure naming the notebook and cell.")
@@ -362,11 +375,19 @@ def build_parser() -> argparse.ArgumentParser:
     _strategy_arg(p)
     p.set_defaults(func=cmd_study)
 
+
+def _add_profiles_parser(sub) -> None:
     p = sub.add_parser("profiles", help="list the settings profiles", description="List params/*.yaml profiles.")
     _profile_args(p)
     p.add_argument("--show", metavar="NAME", help="print one profile's resolved settings as JSON")
     p.set_defaults(func=cmd_profiles)
-    return parser
+
+
+# one parser function per subcommand, in the order `segan --help` lists them
+_SUBCOMMANDS = (
+    _add_phantom_parser, _add_info_parser, _add_preprocess_parser, _add_split_parser, _add_train_parser,
+    _add_evaluate_parser, _add_export_parser, _add_predict_parser, _add_study_parser, _add_profiles_parser,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

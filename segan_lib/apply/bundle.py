@@ -190,7 +190,7 @@ def read_card(path: str | Path) -> dict:
 
 def load_bundle(path: str | Path) -> Bundle:
     """The card and a built segmentor with the bundle's weights; BundleError naming the file when damaged."""
-    from segan_lib.nets.models import build_segmentor
+    from segan_lib.nets.segmentor import build_segmentor
 
     path = Path(path)
     card = read_card(path)

@@ -131,7 +131,7 @@ def predict_case(bundle, images, allow_missing: bool = False, case_id: str | Non
     """Segment one case: a Case, or a dict contrast -> (array, affine) (or Volume) of the bundle's contrasts."""
     import nibabel.orientations as nio
 
-    from segan_lib.evaluation.evaluate import predict_array
+    from segan_lib.nets.inference import predict_array
     from segan_lib.data.preprocess import preprocess_arrays, restore_to_source
 
     t0 = time.perf_counter()
@@ -323,7 +323,7 @@ def predict_folder(bundle, input_dir: str | os.PathLike, out_dir: str | os.PathL
     """
     from tqdm.auto import tqdm
 
-    from segan_lib.metrics.core import volume_metrics
+    from segan_lib.metrics.volume import volume_metrics
 
     bundle = _as_bundle(bundle)
     ds = open_input(input_dir)

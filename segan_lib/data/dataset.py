@@ -1,32 +1,41 @@
-"""Opening a BraTS data set of any layout, loading and checking cases, summarising a set.
+"""Opening a BraTS data set of any layout, loading and checking cases.
 
     ds = open_dataset("data/BraTS2018")          # layout detected, nothing decoded yet
     arrays = load_case(ds[0])                     # reads and checks one case
     good, bad = validate_dataset(ds, on_bad_case="skip")
     print(format_summary(summarize_dataset(ds, deep=True)))
+
+`validate_dataset` is in `segan_lib.data.validate`, the text rendering of a summary
+(`format_summary`) in `segan_lib.data.summary`, the grade files in `segan_lib.data.grades`
+and the layout detection in `segan_lib.data.layouts.registry`; all but `validate_dataset`
+(which imports this module) stay importable from here.
 """
 from __future__ import annotations
 
-import csv
 import logging
 import warnings
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
 from segan_lib.errors import DataError
-from segan_lib.constants import CONTRASTS, GRADES
+from segan_lib.constants import AFFINE_TOLERANCE_MM, CONTRASTS, GRADES
 from segan_lib.data.case import LABEL_SCHEMES, Case, LabelScheme
-from segan_lib.data.layouts import LAYOUTS, Problem
+from segan_lib.data.grades import GRADES_FILE, _grade_mapping, read_grades_csv
+from segan_lib.data.layouts.common import Problem
+from segan_lib.data.layouts.registry import LAYOUTS, detect_layout, layout_title
+# format_summary moved to segan_lib.data.summary; importable from here as before (the command line does)
+from segan_lib.data.summary import format_summary  # noqa: F401
 
 __all__ = [
     "AFFINE_TOLERANCE_MM",
     "BadCaseWarning",
     "CaseArrays",
     "Dataset",
+    "GRADES_FILE",
     "detect_layout",
     "format_summary",
     "layout_title",
@@ -34,119 +43,15 @@ __all__ = [
     "open_dataset",
     "read_grades_csv",
     "summarize_dataset",
-    "validate_dataset",
 ]
 
 log = logging.getLogger("segan_lib.data")
 
-from segan_lib.constants import AFFINE_TOLERANCE_MM
-GRADES_FILE = "grades.csv"
 _ON_BAD = ("error", "skip")
 
 
 class BadCaseWarning(UserWarning):
     """Cases were dropped because they cannot be used (on_bad_case='skip')."""
-
-
-def layout_title(key: str) -> str:
-    """'BraTS 2018-2021 NIfTI (brats2018)' for 'brats2018'."""
-    layout = LAYOUTS.get(key)
-    return f"{layout.title} ({key})" if layout is not None else key
-
-
-def _expected_layouts() -> str:
-    return "\n".join(f"  - {key} ({layout.title}): {layout.pattern}" for key, layout in LAYOUTS.items())
-
-
-def detect_layout(root: str | Path) -> str:
-    """The key of the one layout whose files `root` holds ('brats2015', 'brats2018', 'brats2023', 'msd').
-
-    Looks at names only. No match (also an empty or missing folder) or more than one
-    match is a DataError.
-    """
-    root = Path(root)
-    reason = ""
-    if not root.exists():
-        reason = " (the folder does not exist)"
-    elif not root.is_dir():
-        reason = " (it is a file, not a folder)"
-    elif not any(root.iterdir()):
-        reason = " (the folder is empty)"
-    if reason:
-        raise DataError(f"no BraTS layout recognised in {root}{reason}: expected one of\n{_expected_layouts()}")
-    found = [key for key, layout in LAYOUTS.items() if layout.matches(root)]
-    if not found:
-        raise DataError(f"no BraTS layout recognised in {root}: expected one of\n{_expected_layouts()}")
-    if len(found) > 1:
-        raise DataError(
-            f"several BraTS layouts recognised in {root}: {', '.join(layout_title(k) for k in found)}; "
-            "keep one release per folder or pass layout= explicitly"
-        )
-    return found[0]
-
-
-# ----------------------------------------------------------------------------------------
-# grades
-
-
-def _norm_grade(value, *, where: str, path=None, case_id=None) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip().upper()
-    if text in ("", "NA", "N/A", "NONE", "UNKNOWN", "?"):
-        return None
-    if text in GRADES:
-        return text
-    raise DataError(f"{where}: grade {value!r} is not HGG or LGG (or empty for unknown)", case_id=case_id, path=path)
-
-
-def read_grades_csv(path: str | Path) -> dict[str, str | None]:
-    """case_id -> 'HGG' | 'LGG' | None from a CSV with header `case_id,grade` (extra columns ignored)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("grade mapping file is missing", path=path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            fields = [f.strip().lower() for f in (reader.fieldnames or [])]
-            if "case_id" not in fields or "grade" not in fields:
-                raise DataError(
-                    f"grade mapping needs a header line 'case_id,grade', found {reader.fieldnames}", path=path
-                )
-            reader.fieldnames = fields
-            grades: dict[str, str | None] = {}
-            for line_no, row in enumerate(reader, start=2):
-                case_id = (row.get("case_id") or "").strip()
-                if not case_id:
-                    continue
-                grade = _norm_grade(row.get("grade"), where=f"line {line_no}", path=path, case_id=case_id)
-                if case_id in grades and grades[case_id] != grade:
-                    raise DataError(
-                        f"line {line_no}: case listed twice with grades {grades[case_id]} and {grade}",
-                        case_id=case_id,
-                        path=path,
-                    )
-                grades[case_id] = grade
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read grade mapping ({exc})", path=path) from exc
-    return grades
-
-
-def _grade_mapping(root: Path, grades) -> tuple[dict[str, str | None] | None, str | None]:
-    """(mapping or None, where it came from)."""
-    if grades is None:
-        auto = root / GRADES_FILE
-        if auto.is_file():
-            return read_grades_csv(auto), str(auto)
-        return None, None
-    if isinstance(grades, (str, Path)):
-        return read_grades_csv(grades), str(grades)
-    if isinstance(grades, Mapping):
-        return (
-            {str(k): _norm_grade(v, where="grades mapping", case_id=str(k)) for k, v in grades.items()},
-            "mapping given",
-        )
-    raise TypeError(f"grades must be a mapping, a CSV path or None, not {type(grades).__name__}")
 
 
 # ----------------------------------------------------------------------------------------
@@ -363,45 +268,13 @@ def load_case(case: Case, contrasts: Sequence[str] = CONTRASTS, with_label: bool
     if not names:
         raise DataError("nothing to load: no contrast asked for and no label", case_id=case.case_id)
     volumes = {name: case.volume(name) for name in names}
-
-    def file_of(name: str) -> str:
-        path = case.files.get(name)
-        if path is None:
-            return name
-        if case.layout == "msd" and name != "label":
-            return f"{Path(path).name}[{name}]"
-        return Path(path).name
-
-    shapes = {name: tuple(v.data.shape) for name, v in volumes.items()}
-    if len(set(shapes.values())) > 1:
-        listing = "; ".join(f"{file_of(n)}: {'x'.join(map(str, s))}" for n, s in shapes.items())
-        raise DataError(f"volumes have different shapes ({listing})", case_id=case.case_id)
-
-    ref_name = names[0]
-    ref = volumes[ref_name].affine
-    for name in names[1:]:
-        diff = float(np.max(np.abs(volumes[name].affine - ref)))
-        if diff > AFFINE_TOLERANCE_MM:
-            raise DataError(
-                f"volumes have different geometry: the affine of {file_of(name)} differs from that of "
-                f"{file_of(ref_name)} by up to {diff:.4g} mm (tolerance {AFFINE_TOLERANCE_MM} mm)",
-                case_id=case.case_id,
-            )
+    _check_geometry(case, names, volumes)
 
     label = volumes["label"].data if "label" in volumes else None
     if label is not None:
-        scheme = case.label_scheme
-        values = _label_values(label)
-        unexpected = [v for v in values if v not in scheme.values]
-        if unexpected:
-            raise DataError(
-                f"unexpected label values {unexpected}: the {layout_title(case.layout)} layout allows "
-                f"{sorted(scheme.values)}",
-                case_id=case.case_id,
-                path=case.files.get("label"),
-            )
+        _check_label_values(case, label)
 
-    first = volumes[ref_name]
+    first = volumes[names[0]]
     header = {
         "layout": case.layout,
         "files": {n: str(case.files[n]) for n in names if n in case.files},
@@ -419,35 +292,51 @@ def load_case(case: Case, contrasts: Sequence[str] = CONTRASTS, with_label: bool
     )
 
 
+def _file_of(case: Case, name: str) -> str:
+    """How an error names the file of `name` ('x_t1.nii.gz', or 'x.nii.gz[t1]' for a channel of an MSD file)."""
+    path = case.files.get(name)
+    if path is None:
+        return name
+    if case.layout == "msd" and name != "label":
+        return f"{Path(path).name}[{name}]"
+    return Path(path).name
+
+
+def _check_geometry(case: Case, names: list[str], volumes: dict) -> None:
+    """DataError unless every volume has the shape and (within the tolerance) the affine of the first."""
+    shapes = {name: tuple(v.data.shape) for name, v in volumes.items()}
+    if len(set(shapes.values())) > 1:
+        listing = "; ".join(f"{_file_of(case, n)}: {'x'.join(map(str, s))}" for n, s in shapes.items())
+        raise DataError(f"volumes have different shapes ({listing})", case_id=case.case_id)
+
+    ref_name = names[0]
+    ref = volumes[ref_name].affine
+    for name in names[1:]:
+        diff = float(np.max(np.abs(volumes[name].affine - ref)))
+        if diff > AFFINE_TOLERANCE_MM:
+            raise DataError(
+                f"volumes have different geometry: the affine of {_file_of(case, name)} differs from that of "
+                f"{_file_of(case, ref_name)} by up to {diff:.4g} mm (tolerance {AFFINE_TOLERANCE_MM} mm)",
+                case_id=case.case_id,
+            )
+
+
+def _check_label_values(case: Case, label: np.ndarray) -> None:
+    """DataError when the label holds values its layout's LabelScheme does not allow."""
+    scheme = case.label_scheme
+    values = _label_values(label)
+    unexpected = [v for v in values if v not in scheme.values]
+    if unexpected:
+        raise DataError(
+            f"unexpected label values {unexpected}: the {layout_title(case.layout)} layout allows "
+            f"{sorted(scheme.values)}",
+            case_id=case.case_id,
+            path=case.files.get("label"),
+        )
+
+
 # ----------------------------------------------------------------------------------------
-# whole-set checks and summary
-
-
-def validate_dataset(
-    ds: Dataset, contrasts: Sequence[str] = CONTRASTS, on_bad_case: str = "error"
-) -> tuple[list[str], list[tuple[str, str]]]:
-    """Load every case once (one at a time) and check it.
-
-    Returns (ids of good cases, [(case id, reason)] of bad ones). With on_bad_case='error'
-    the first bad case raises its DataError; with 'skip' a BadCaseWarning lists the bad
-    cases. Cases dropped when the set was opened are in `ds.skipped`, not repeated here.
-    """
-    if on_bad_case not in _ON_BAD:
-        raise ValueError(f"on_bad_case must be one of {_ON_BAD}, not {on_bad_case!r}")
-    good: list[str] = []
-    bad: list[tuple[str, str]] = []
-    for case in ds:
-        try:
-            load_case(case, contrasts=contrasts, with_label=case.has_label)
-        except DataError as exc:
-            if on_bad_case == "error":
-                raise
-            bad.append((case.case_id, str(exc)))
-        else:
-            good.append(case.case_id)
-    if bad:
-        _warn_skipped(bad, f"validating {ds.root}")
-    return good, bad
+# summary of a whole set
 
 
 def _fmt_spacing(spacing) -> str:
@@ -501,41 +390,3 @@ def summarize_dataset(ds: Dataset, deep: bool = False) -> dict:
         bad=bad,
     )
     return summary
-
-
-def format_summary(summary: dict) -> str:
-    """A readable multi-line rendering of `summarize_dataset`'s result."""
-    g = summary["grades"]
-    lines = [
-        f"Data set:  {summary['root']}",
-        f"Layout:    {summary.get('layout_title') or layout_title(summary['layout'])}",
-        f"Cases:     {summary['n_cases']} ({summary['n_with_label']} with a label)",
-        f"Grades:    HGG {g.get('HGG', 0)}, LGG {g.get('LGG', 0)}, unknown {g.get('unknown', 0)}"
-        + (f"  (from {summary['grades_source']})" if summary.get("grades_source") else ""),
-        f"Labels allowed by the layout: {', '.join(map(str, summary['label_scheme']))}",
-    ]
-    if summary.get("skipped"):
-        lines.append(f"Skipped when listing: {len(summary['skipped'])}")
-        lines += [f"  - {reason}" for _, reason in summary["skipped"]]
-    if summary.get("deep"):
-
-        def counted(d: dict, unit: str = "") -> str:
-            return ", ".join(f"{k}{unit} ({n} case{'s' if n != 1 else ''})" for k, n in d.items()) or "none"
-
-        lines.append(f"Shapes:    {counted(summary['shapes'])}")
-        lines.append(f"Spacing:   {counted(summary['spacings'], ' mm')}")
-        values = summary.get("label_values") or []
-        lines.append(f"Label values seen: {', '.join(map(str, values)) if values else 'none'}")
-        tv = summary.get("tumour_voxels")
-        if tv:
-            lines.append(
-                f"Tumour voxels per case: min {tv['min']}, max {tv['max']}, mean {tv['mean']:.0f}"
-                + (f"; {tv['n_empty']} case(s) without tumour" if tv["n_empty"] else "")
-            )
-        bad = summary.get("bad") or []
-        if bad:
-            lines.append(f"Unusable cases: {len(bad)}")
-            lines += [f"  - {reason}" for _, reason in bad]
-        else:
-            lines.append("Every case read and checked: no problem found.")
-    return "\n".join(lines)

@@ -3,7 +3,7 @@
 Volumes are predicted slice by slice on the whole preprocessed crop (each
 axial slice zero-padded to a multiple of 16, the segmentor's stride), the
 probabilities thresholded at 0.5, and every metric computed per 3-D volume
-(protocol "per_volume" of segan_lib.metrics.core), then averaged over volumes.
+(protocol "per_volume" of segan_lib.metrics.protocols), then averaged over volumes.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import pandas as pd
 
 from segan_lib.atomic import atomic_write_json, atomic_write_text
 from segan_lib.constants import THRESHOLD
-from segan_lib.metrics.core import PROTOCOL_NOTES, summarize_table
+from segan_lib.metrics.protocols import PROTOCOL_NOTES
+from segan_lib.metrics.summary import summarize_table
 from segan_lib.nets.inference import predict_slices
 from segan_lib.run_files import read_checkpoint, read_settings, run_folder
 from segan_lib.training.validation import volume_metrics_table
@@ -25,7 +26,8 @@ from segan_lib.training.validation import volume_metrics_table
 def load_run_models(run_dir: Path, tag: str = "best"):
     """The segmentor (and critic) of a saved run, with the weights of its best (or last) checkpoint."""
     from segan_lib.config import profile_from_dict
-    from segan_lib.nets.models import build_critic, build_segmentor
+    from segan_lib.nets.critic import build_critic
+    from segan_lib.nets.segmentor import build_segmentor
     from segan_lib.training.segan import SegAN, load_state_arrays
 
     settings = read_settings(run_dir)

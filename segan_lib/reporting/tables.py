@@ -29,7 +29,7 @@ def reference() -> dict:
 def eval_summary(run_dir: str | Path, subset: str = "test", on: tuple[str, ...] | None = None,
                  trained_on: tuple[str, ...] | None = None) -> dict:
     """The summary JSON that `segan evaluate` wrote for a run (on other contrasts when `on` is given)."""
-    from segan_lib.evaluation.evaluate import run_folder
+    from segan_lib.run_files import run_folder
 
     run_dir = run_folder(run_dir)
     name = f"eval_{subset}"
@@ -108,7 +108,7 @@ def table_three(runs: Mapping[tuple[str, str], str | Path]) -> pd.DataFrame:
 def table_protocol_note(summary_example: dict | None = None) -> str:
     space = f" on the {summary_example['space']}" if summary_example else ""
     return ("Metrics per 3-D volume (threshold 0.5)" + space + ", mean over the test volumes, with a "
-            "bootstrap 95% interval of the mean in brackets. " + reference()["table_protocol_note"])
+            "bootstrap 95% interval of the mean in brackets. " + reference()["protocol_note"])
 
 
 def write_table(df: pd.DataFrame, path_without_suffix: str | Path, title: str, note: str) -> list[Path]:
@@ -121,27 +121,29 @@ def write_table(df: pd.DataFrame, path_without_suffix: str | Path, title: str, n
 
 
 def _per_subject(run_dir: Path, name: str = "eval_test") -> pd.DataFrame:
-    from segan_lib.evaluation.evaluate import run_folder
+    from segan_lib.run_files import run_folder
 
     return pd.read_csv(run_folder(run_dir) / f"{name}.csv").set_index("case_id")
 
 
 def paired_test(run_a: str | Path, run_b: str | Path, metric: str = "dice") -> tuple[float, float, int]:
-    """Mean difference a - b over the same test subjects and the two-sided Wilcoxon signed-rank p-value."""
-    from scipy.stats import wilcoxon
+    """Mean difference a - b over the same test subjects and the two-sided Wilcoxon signed-rank p-value.
+
+    Returns (mean difference, p, number of subjects with a value in both runs); the statistic is
+    `segan_lib.metrics.statistics.paired_difference_test` with scipy's default zero rule.
+    """
+    # imported on use, so that importing this module does not load scipy.stats
+    from segan_lib.metrics.statistics import paired_difference_test
 
     a, b = _per_subject(run_a)[metric], _per_subject(run_b)[metric]
     common = a.index.intersection(b.index)
-    diff = (a.loc[common] - b.loc[common]).dropna()
-    if len(diff) == 0 or (diff == 0).all():
-        return float(diff.mean()) if len(diff) else float("nan"), 1.0, len(diff)
-    return float(diff.mean()), float(wilcoxon(diff).pvalue), len(diff)
+    return paired_difference_test((a.loc[common] - b.loc[common]).to_numpy(dtype=float))
 
 
 def claims_table(table1_runs: Mapping[str, str], table2_runs: Mapping[str, str],
                  table3_runs: Mapping[str, str]) -> pd.DataFrame:
     """Each of the paper's claims checked on the saved runs: the numbers, and whether it holds here."""
-    from segan_lib.evaluation.evaluate import run_folder
+    from segan_lib.run_files import run_folder
 
     rows = []
 

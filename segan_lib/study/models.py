@@ -15,8 +15,8 @@ def export_after_training(result, log=print) -> Path | None:
     """The bundle of a finished run; a failed export is reported, never lost silently, and keeps the run."""
     from segan_lib.apply.bundle import export_bundle
 
-    if result.best_epoch <= 0 or not (result.run_dir / "metrics.json").exists():
-        return None  # nothing trained (or not the chief of a multi-worker run): no bundle to write
+    if result.best_epoch <= 0 or not result.wrote_run_folder:
+        return None  # nothing trained, or not the chief of a multi-worker run (the chief writes the bundle)
     try:
         return export_bundle(result.run_dir)
     except Exception as exc:  # noqa: BLE001 - a failed export must not lose the run

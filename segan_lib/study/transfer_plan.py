@@ -219,7 +219,9 @@ def missing_contrast_results(profile: Profile, run: TransferRun, log: Callable |
     import keras
 
     from segan_lib.data.cache import open_cache
-    from segan_lib.evaluation.evaluate import load_run_models, predict_slices, volume_metrics_table
+    from segan_lib.evaluation.evaluate import load_run_models
+    from segan_lib.nets.inference import predict_slices
+    from segan_lib.training.validation import volume_metrics_table
     from segan_lib.data.pipeline import load_slices
     from segan_lib.data.splits import default_splits_path, load_split
 

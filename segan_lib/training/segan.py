@@ -20,7 +20,7 @@ import numpy as np
 from segan_lib.constants import FREEZE_MODES
 from segan_lib.training.distribute import per_replica_logs, replica_share
 from segan_lib.nets.losses import dice_loss, multiscale_l1
-from segan_lib.metrics.core import dice_per_sample, precision_per_sample, sensitivity_per_sample
+from segan_lib.metrics.batch import dice_per_sample, precision_per_sample, sensitivity_per_sample
 
 
 def _loss_scaled(optimizer):

@@ -29,7 +29,7 @@ import jax
 import keras
 
 from segan_lib.nets.losses import dice_loss, multiscale_l1
-from segan_lib.metrics.core import dice_per_sample, precision_per_sample, sensitivity_per_sample
+from segan_lib.metrics.batch import dice_per_sample, precision_per_sample, sensitivity_per_sample
 
 
 class OptimizerPair:

@@ -5,15 +5,18 @@ Every file is written to a temporary name and renamed. A checkpoint is written
 only after the epoch's losses were checked finite, so the last good one survives
 a diverging run. `resume=True` restarts after the epoch of last.npz; the data
 order and crops of every epoch depend only on (seed, epoch), so a resumed run
-ends with the same weights as an uninterrupted one.
+ends with the same weights as an uninterrupted one. `train` runs its steps in
+this order: options and resume checks, settings.json, seeding and determinism,
+data, models, initial or resumed weights, the epochs (segan_lib.training.callbacks
+validates and checkpoints each), metrics.json.
 """
 from __future__ import annotations
 
 import contextlib
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -21,14 +24,14 @@ from segan_lib import paths
 from segan_lib.atomic import atomic_write_json
 from segan_lib.config import Profile
 from segan_lib.constants import Freeze
-from segan_lib.errors import SeganError
 from segan_lib import run_files
 from segan_lib.run_files import CHECKPOINTS, has_checkpoint, read_checkpoint, write_history
+from segan_lib.training.callbacks import TrainingError
+from segan_lib.training.callbacks import make_callbacks as _make_callbacks  # looked up here: tests wrap it
 
-
-
-class TrainingError(SeganError):
-    pass
+if TYPE_CHECKING:
+    from segan_lib.data.pipeline import SliceSet
+    from segan_lib.training.distribute import Placement
 
 
 def default_run_name(profile: Profile, freeze: str = "none", init_from: str | None = None,
@@ -54,70 +57,28 @@ class RunResult:
     epochs_run: int
     stopped: str
     history: list[dict]
+    wrote_run_folder: bool = True  # False on a multi-worker run's non-chief workers, which write nothing
 
 
-def _save_model_checkpoint(run_dir: Path, tag: str, model, meta: dict) -> None:
-    from segan_lib.training.segan import state_arrays
+@dataclass
+class _Run:
+    """What every step of one training run shares: its profile, name, folder, placement and log."""
+    profile: Profile
+    name: str
+    dir: Path
+    placement: Placement
+    writes: bool  # under multi-worker training only the chief writes the run folder
+    log: Callable[[str], None] | None
 
-    run_files.save_checkpoint(run_dir, tag, state_arrays(model), meta)
 
-
-# ---------------------------------------------------------------- callbacks
-def _make_callbacks(run_dir, model_ref, val_data, state, patience, batch_size, log, writes: bool = True):
-    import keras
-
-    from segan_lib.nets.inference import predict_slices
-    from segan_lib.training.validation import volume_metrics_table
-
-    class EpochEnd(keras.callbacks.Callback):
-        """Validation per volume, non-finite check, checkpoints, early stopping, history: in that order."""
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._t0 = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            bad = {k: v for k, v in (logs or {}).items() if not np.isfinite(np.asarray(v, np.float64)).all()}
-            if bad:
-                state["stopped"] = "non-finite loss"
-                self.model.stop_training = True
-                raise TrainingError(
-                    f"non-finite loss at epoch {state['epoch_now'] + 1}, batch {batch + 1}: "
-                    + ", ".join(f"{k}={np.asarray(v).ravel()[0]}" for k, v in bad.items())
-                    + f"; the last good checkpoint ({run_dir / CHECKPOINTS / 'last.npz'}) is left as it was")
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = dict(logs or {})
-            val = volume_metrics_table(predict_slices(model_ref.segmentor, val_data, batch_size), val_data)
-            row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
-                   "val_dice": float(val["dice"].mean()), "val_precision": float(val["precision"].mean()),
-                   "val_sensitivity": float(val["sensitivity"].mean()),
-                   "val_dice_loss": float(val.attrs["slice_dice_loss"]),
-                   "seconds": round(time.perf_counter() - self._t0, 2)}
-            logs.update({k: row[k] for k in ("val_dice", "val_precision", "val_sensitivity", "val_dice_loss")})
-            state["history"].append(row)
-            es = state["early_stopping"]
-            improved = row["val_dice"] > es["best"]
-            if improved:
-                es.update(best=row["val_dice"], best_epoch=epoch + 1, wait=0)
-            else:
-                es["wait"] += 1
-            meta = {"epoch": epoch + 1, "seed": state["seed"], "rng": {"data_order": [state["seed"], epoch + 1]},
-                    "early_stopping": dict(es), "history": state["history"]}
-            if writes:  # under multi-worker training only the chief writes the run folder
-                if improved:
-                    _save_model_checkpoint(run_dir, "best", model_ref, meta)
-                _save_model_checkpoint(run_dir, "last", model_ref, meta)
-                write_history(run_dir, state["history"])
-            state["epoch_now"] = epoch + 1
-            if log:
-                log(f"epoch {epoch + 1}: seg_loss {row.get('seg_loss', float('nan')):.4f}  "
-                    f"train dice {row.get('dice', float('nan')):.3f}  val dice (per volume) {row['val_dice']:.3f}"
-                    f"{'  *best*' if improved else ''}  ({row['seconds']:.0f} s)")
-            if es["wait"] >= patience:
-                state["stopped"] = f"early stopping: no better validation Dice for {patience} epochs"
-                self.model.stop_training = True
-
-    return [EpochEnd()]
+@dataclass
+class _RunData:
+    """The run's training cases, its validation cases and their slices, and the training crop size."""
+    train_ids: list[str]
+    val_ids: list[str]
+    train: SliceSet
+    val: SliceSet
+    crop: int
 
 
 # ---------------------------------------------------------------- the run
@@ -135,55 +96,79 @@ def train(profile: Profile, run_name: str | None = None, *, resume: bool = False
     one (pipeline.contrast_dropout_masks), so the model copes with contrasts missing at test time.
     """
     # first: a multi-worker strategy must exist before TensorFlow runs any operation
-    from segan_lib.training.distribute import check_global_batch, make_placement
+    from segan_lib.training.distribute import make_placement
 
     placement = make_placement(strategy)
-    import keras
+    _check_options(profile, contrast_dropout)
+    run_name = run_name or default_run_name(profile, freeze, init_from, contrast_dropout)
+    run = _Run(profile, run_name, paths.runs_dir() / run_name, placement, placement.is_chief, log)
+    settings = _run_settings(run, freeze, init_from, contrast_dropout)
+    _check_resume(run, settings, resume)
+    _start(run, settings)
+    xla = _seed_and_determinism(profile.train.seed, xla, log)  # seeded before anything is built
+    data = _load_data(run)
+    model = _build_model(run, data, freeze, xla)
+    state, initial_epoch = _restore(run, model, init_from, resume)
+    _fit(run, model, data, state, initial_epoch, max_epochs=max_epochs, tensorboard=tensorboard, verbose=verbose,
+         contrast_dropout=contrast_dropout)
+    return _finish(run, state)
 
-    from segan_lib.data.cache import open_cache
-    from segan_lib.nets.models import build_critic, build_segmentor
-    from segan_lib.training.distribute import shard_by_data
-    from segan_lib.data.pipeline import load_slices, steps_per_epoch, training_batches
-    from segan_lib.data.splits import default_splits_path, load_split
-    from segan_lib.training.segan import SegAN, load_state_arrays
 
+def _check_options(profile: Profile, contrast_dropout: float) -> None:
     if not 0.0 <= contrast_dropout < 1.0:
         raise TrainingError(f"contrast dropout must be in [0, 1), got {contrast_dropout!r}")
     if contrast_dropout > 0 and len(profile.model.contrasts) < 2:
         raise TrainingError(f"contrast dropout needs at least two contrasts, the model has "
                             f"{list(profile.model.contrasts)}")
-    run_name = run_name or default_run_name(profile, freeze, init_from, contrast_dropout)
-    run_dir = paths.runs_dir() / run_name
-    settings = {"run_name": run_name, "profile": profile.to_dict(), "freeze": freeze,
-                "init_from": str(init_from) if init_from else None, "data_root": str(profile.data_root),
-                "contrast_dropout": contrast_dropout}
+
+
+def _run_settings(run: _Run, freeze: str, init_from, contrast_dropout: float) -> dict:
+    """What settings.json records: what a resumed run must have in common with the one it continues."""
+    profile = run.profile
+    return {"run_name": run.name, "profile": profile.to_dict(), "freeze": freeze,
+            "init_from": str(init_from) if init_from else None, "data_root": str(profile.data_root),
+            "contrast_dropout": contrast_dropout}
+
+
+def _check_resume(run: _Run, settings: dict, resume: bool) -> None:
+    """A run with checkpoints continues only when asked to, and only with the settings it was started with."""
+    run_name, run_dir = run.name, run.dir
     if (run_dir / CHECKPOINTS / "last.json").exists() and not resume:
         raise TrainingError(f"run {run_name} already has checkpoints in {run_dir}: pass resume=True (--resume) to "
                             "continue it, or choose another run name; nothing was changed")
-    if resume:
-        old = json.loads((run_dir / "settings.json").read_text()) if (run_dir / "settings.json").exists() else None
-        if old is None:
-            raise TrainingError(f"cannot resume {run_name}: no settings.json in {run_dir}")
-        for key in ("profile", "freeze", "init_from", "contrast_dropout"):
-            if key == "profile":
-                a, b = dict(old[key]), dict(settings[key])
-                a["train"] = {k: v for k, v in a["train"].items() if k not in ("epochs", "patience")}
-                b["train"] = {k: v for k, v in b["train"].items() if k not in ("epochs", "patience")}
-            else:
-                a, b = old.get(key, 0.0 if key == "contrast_dropout" else None), settings[key]
-            if a != b:
-                raise TrainingError(f"cannot resume {run_name}: its {key} settings differ from the ones given now "
-                                    f"(see {run_dir / 'settings.json'})")
-    writes = placement.is_chief
-    if writes:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / "settings.json", settings)
-    check_global_batch(profile.train.batch_size, placement.replicas)
-    if placement.replicas > 1 and log:
-        log(f"train: {placement.name} strategy, {placement.replicas} replicas of {profile.train.batch_size // placement.replicas} "
-            f"slices{'' if writes else '; not the chief: writes nothing'}")
+    if not resume:
+        return
+    old = json.loads((run_dir / "settings.json").read_text()) if (run_dir / "settings.json").exists() else None
+    if old is None:
+        raise TrainingError(f"cannot resume {run_name}: no settings.json in {run_dir}")
+    for key in ("profile", "freeze", "init_from", "contrast_dropout"):
+        if key == "profile":  # more epochs or patience may be given to a resumed run
+            a, b = dict(old[key]), dict(settings[key])
+            a["train"] = {k: v for k, v in a["train"].items() if k not in ("epochs", "patience")}
+            b["train"] = {k: v for k, v in b["train"].items() if k not in ("epochs", "patience")}
+        else:
+            a, b = old.get(key, 0.0 if key == "contrast_dropout" else None), settings[key]
+        if a != b:
+            raise TrainingError(f"cannot resume {run_name}: its {key} settings differ from the ones given now "
+                                f"(see {run_dir / 'settings.json'})")
 
-    seed = profile.train.seed
+
+def _start(run: _Run, settings: dict) -> None:
+    """settings.json (by the chief), and a check that the global batch splits over the replicas."""
+    from segan_lib.training.distribute import check_global_batch
+
+    placement, batch_size = run.placement, run.profile.train.batch_size
+    if run.writes:
+        run.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run.dir / "settings.json", settings)
+    check_global_batch(batch_size, placement.replicas)
+    if placement.replicas > 1 and run.log:
+        run.log(f"train: {placement.name} strategy, {placement.replicas} replicas of "
+                f"{batch_size // placement.replicas} slices{'' if run.writes else '; not the chief: writes nothing'}")
+
+
+def _seed_and_determinism(seed: int, xla: bool | None, log) -> bool:
+    """Seed every generator, then op determinism on unless XLA is wanted (they exclude each other); XLA or not."""
     _set_random_seed(seed)
     xla = _xla_wanted(xla)
     if not xla:
@@ -192,34 +177,60 @@ def train(profile: Profile, run_name: str | None = None, *, resume: bool = False
         xla = False
         log and log("train: XLA asked for, but this process already enabled op determinism (an earlier run "
                     "without XLA); training without XLA")
+    return xla
+
+
+def _load_data(run: _Run) -> _RunData:
+    """The cache, the split, the fraction of training subjects (train_subjects.json) and their slices."""
+    from segan_lib.data.cache import open_cache
+    from segan_lib.data.pipeline import load_slices
+    from segan_lib.data.splits import default_splits_path, load_split
+
+    profile = run.profile
+    m, t, seed = profile.model, profile.train, profile.train.seed
     cache = open_cache(profile.data_root, profile.preprocess)
     split = load_split(default_splits_path(profile.data_root), case_ids=cache.case_ids)
-    m, t = profile.model, profile.train
     train_ids = split.train
     if t.subject_fraction < 1.0:
         from segan_lib.data.splits import nested_subset
 
         train_ids = nested_subset(split.train, cache.grades, t.subject_fraction, seed=seed)
-    if writes:
-        atomic_write_json(run_dir / "train_subjects.json", {"fraction": t.subject_fraction, "seed": seed,
+    if run.writes:
+        atomic_write_json(run.dir / "train_subjects.json", {"fraction": t.subject_fraction, "seed": seed,
                                                             "case_ids": list(train_ids)})
     train_data = load_slices(cache, train_ids, m.contrasts, m.regions, t.slices)
     val_data = load_slices(cache, split.val, m.contrasts, m.regions, "all")
-    n_out = train_data.masks.shape[-1]
     h, w = train_data.images.shape[1:3]
-    crop = min(t.crop_size, h, w)
-    sync = placement.replicas > 1
-    with _dtype_policy(t.precision), placement.scope():
+    return _RunData(train_ids, split.val, train_data, val_data, crop=min(t.crop_size, h, w))
+
+
+def _build_model(run: _Run, data: _RunData, freeze: str, xla: bool):
+    """Segmentor, critic and the compiled SegAN, under the precision's dtype policy and the placement's scope."""
+    from segan_lib.nets.critic import build_critic
+    from segan_lib.nets.segmentor import build_segmentor
+    from segan_lib.training.segan import SegAN
+
+    m, t, seed = run.profile.model, run.profile.train, run.profile.train.seed
+    n_out = data.train.masks.shape[-1]
+    sync = run.placement.replicas > 1
+    with _dtype_policy(t.precision), run.placement.scope():
         segmentor = build_segmentor(len(m.contrasts), width=m.width, n_outputs=n_out, seed=seed, sync_batchnorm=sync)
         critic = build_critic(len(m.contrasts), n_seg_channels=n_out, input_mode=m.critic_input, width=m.width,
                               clip_value=m.clip_value, seed=seed, sync_batchnorm=sync)
         model = SegAN(segmentor, critic, dice_weight=m.dice_weight, freeze=freeze)
         model.compile(learning_rate=t.learning_rate, **({"jit_compile": True} if xla else {}))
-        if xla and log:
-            log(f"train: train step compiled with XLA: {bool(model.jit_compile)}")
-        model(np.zeros((1, crop, crop, len(m.contrasts)), np.float32))
+        if xla and run.log:
+            run.log(f"train: train step compiled with XLA: {bool(model.jit_compile)}")
+        model(np.zeros((1, data.crop, data.crop, len(m.contrasts)), np.float32))
+    return model
 
-    state = {"seed": seed, "history": [], "epoch_now": 0, "stopped": "finished all epochs",
+
+def _restore(run: _Run, model, init_from, resume: bool) -> tuple[dict, int]:
+    """Initial weights from another run (init_from), then a resumed run's state; the state and first epoch."""
+    from segan_lib.training.segan import load_state_arrays
+
+    log = run.log
+    state = {"seed": run.profile.train.seed, "history": [], "epoch_now": 0, "stopped": "finished all epochs",
              "early_stopping": {"best": -1.0, "best_epoch": 0, "wait": 0}}
     initial_epoch = 0
     if init_from:
@@ -227,39 +238,55 @@ def train(profile: Profile, run_name: str | None = None, *, resume: bool = False
         load_state_arrays(model, arrays, groups=("segmentor", "critic"), where=f"initial weights from {init_from}")
         log and log(f"train: initial segmentor and critic from {init_from} (epoch {meta['epoch']})")
     if resume:
-        meta, arrays = read_checkpoint(run_dir, "last")
-        load_state_arrays(model, arrays, where=str(run_dir / CHECKPOINTS / "last.npz"))
+        meta, arrays = read_checkpoint(run.dir, "last")
+        load_state_arrays(model, arrays, where=str(run.dir / CHECKPOINTS / "last.npz"))
         initial_epoch = int(meta["epoch"])
         state.update(history=meta["history"], epoch_now=initial_epoch, early_stopping=meta["early_stopping"])
-        if writes:
-            write_history(run_dir, state["history"])  # drop rows of an epoch that had not been checkpointed
-        log and log(f"train: resuming {run_name} after epoch {initial_epoch}")
+        if run.writes:
+            write_history(run.dir, state["history"])  # drop rows of an epoch that had not been checkpointed
+        log and log(f"train: resuming {run.name} after epoch {initial_epoch}")
+    return state, initial_epoch
 
+
+def _fit(run: _Run, model, data: _RunData, state: dict, initial_epoch: int, *, max_epochs: int | None,
+         tensorboard: bool, verbose: int, contrast_dropout: float) -> None:
+    """The epochs left (none when the run is complete or stopped early), with the epoch-end callback."""
+    import keras
+
+    from segan_lib.data.pipeline import steps_per_epoch, training_batches
+    from segan_lib.training.distribute import shard_by_data
+
+    t, log = run.profile.train, run.log
     epochs = min(t.epochs, max_epochs) if max_epochs else t.epochs
     if state["early_stopping"]["wait"] >= t.patience or initial_epoch >= epochs:
         if state["early_stopping"]["wait"] >= t.patience:
             state["stopped"] = f"early stopping: no better validation Dice for {t.patience} epochs"
-        log and log(f"train: {run_name} is already complete")
-    else:
-        steps = steps_per_epoch(len(train_data), t.batch_size)
-        ds = training_batches(train_data, t.batch_size, crop, seed, initial_epoch, epochs, contrast_dropout)
-        if placement.strategy is not None:
-            ds = shard_by_data(ds)
-        callbacks = _make_callbacks(run_dir, model, val_data, state, t.patience, t.batch_size, log, writes)
-        if tensorboard and writes:
-            callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard")))
-        log and log(f"train: {run_name}: {len(train_data)} training slices ({len(train_ids)} cases), "
-                    f"{len(split.val)} validation cases, {steps} steps of {t.batch_size} per epoch, "
-                    f"epochs {initial_epoch + 1}..{epochs}"
-                    + (f", contrast dropout {contrast_dropout:g}" if contrast_dropout > 0 else ""))
-        model.fit(ds, steps_per_epoch=steps, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
-                  shuffle=False, verbose=verbose)  # the order comes from epoch_plan
+        log and log(f"train: {run.name} is already complete")
+        return
+    steps = steps_per_epoch(len(data.train), t.batch_size)
+    ds = training_batches(data.train, t.batch_size, data.crop, t.seed, initial_epoch, epochs, contrast_dropout)
+    if run.placement.strategy is not None:
+        ds = shard_by_data(ds)
+    callbacks = _make_callbacks(run.dir, model, data.val, state, t.patience, t.batch_size, log, run.writes)
+    if tensorboard and run.writes:
+        callbacks.append(keras.callbacks.TensorBoard(str(run.dir / "tensorboard")))
+    log and log(f"train: {run.name}: {len(data.train)} training slices ({len(data.train_ids)} cases), "
+                f"{len(data.val_ids)} validation cases, {steps} steps of {t.batch_size} per epoch, "
+                f"epochs {initial_epoch + 1}..{epochs}"
+                + (f", contrast dropout {contrast_dropout:g}" if contrast_dropout > 0 else ""))
+    model.fit(ds, steps_per_epoch=steps, epochs=epochs, initial_epoch=initial_epoch, callbacks=callbacks,
+              shuffle=False, verbose=verbose)  # the order comes from epoch_plan
+
+
+def _finish(run: _Run, state: dict) -> RunResult:
+    """The run's result, and metrics.json (by the chief)."""
     es = state["early_stopping"]
-    result = RunResult(run_dir, es["best_epoch"], es["best"], state["epoch_now"], state["stopped"], state["history"])
-    if not writes:
+    result = RunResult(run.dir, es["best_epoch"], es["best"], state["epoch_now"], state["stopped"], state["history"],
+                       wrote_run_folder=run.writes)
+    if not run.writes:
         return result
-    run_files.write_metrics(run_dir, {
-        "run_name": run_name, "best_epoch": es["best_epoch"], "best_val_dice": es["best"],
+    run_files.write_metrics(run.dir, {
+        "run_name": run.name, "best_epoch": es["best_epoch"], "best_val_dice": es["best"],
         "epochs_run": state["epoch_now"], "stopped": state["stopped"],
         "validation_protocol": "Dice, precision and sensitivity per 3-D volume (preprocessed crop), mean over volumes",
         "best_validation": next((r for r in state["history"] if r["epoch"] == es["best_epoch"]), None),

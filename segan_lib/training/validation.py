@@ -10,7 +10,7 @@ import pandas as pd
 
 from segan_lib.constants import THRESHOLD
 from segan_lib.data.pipeline import SliceSet
-from segan_lib.metrics.core import volume_metrics
+from segan_lib.metrics.volume import volume_metrics
 
 
 def soft_dice_np(truth: np.ndarray, prob: np.ndarray, eps: float = 1e-6) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The JAX train step against the TensorFlow one: same batches and weights in, same numbers and files out.
 
 Keras fixes its backend once per process, so each backend runs in a subprocess of this
-file (``python -m tests.test_jax_backend``, on the CPU) and the tests compare what the two
+file (``python -m tests.integration.test_jax_backend``, on the CPU) and the tests compare what the two
 wrote. Both start from the same initial weights: Keras' seeded initializers draw different
 numbers on each backend, so every convolution kernel is redrawn with numpy (the other
 variables start at 0 or 1 anyway). Each subprocess
@@ -75,7 +75,8 @@ def _fixed_batch():
 
 
 def _two_steps(freeze: str, out: Path) -> dict:
-    from segan_lib.nets.models import build_critic, build_segmentor
+    from segan_lib.nets.critic import build_critic
+    from segan_lib.nets.segmentor import build_segmentor
     from segan_lib.training.segan import SegAN, state_arrays
 
     model = SegAN(build_segmentor(4, width=4, seed=0), build_critic(4, width=4, seed=0), freeze=freeze)
@@ -94,20 +95,22 @@ def _worker(out: Path) -> None:
     import keras
 
     from segan_lib import paths
-    from segan_lib.nets import models
-    from segan_lib.apply.bundle import load_bundle
+    from segan_lib.apply.bundle import export_bundle, load_bundle
+    from segan_lib.nets import critic as critic_module
+    from segan_lib.nets import segmentor as segmentor_module
     from segan_lib.config import load_profile
-    from segan_lib.evaluation.evaluate import predict_array
+    from segan_lib.nets.inference import predict_array
     from segan_lib.training.trainer import train
 
     # kernels are redrawn with numpy anyway: skipping Keras' draws spares JAX one compilation per shape
-    models._kernel_init = lambda *args: keras.initializers.Zeros()
-    models.build_segmentor = _numpy_kernels(models.build_segmentor)
-    models.build_critic = _numpy_kernels(models.build_critic)
+    segmentor_module.kernel_init = lambda *args: keras.initializers.Zeros()
+    critic_module.kernel_init = lambda *args: keras.initializers.Zeros()
+    segmentor_module.build_segmentor = _numpy_kernels(segmentor_module.build_segmentor)
+    critic_module.build_critic = _numpy_kernels(critic_module.build_critic)
     report = {"backend": keras.backend.backend(), "steps": {f: _two_steps(f, out) for f in ("none", "critic")}}
     run = RUN.format(backend=keras.backend.backend())
     train(load_profile("smoke", TINY), run, log=None)
-    bundle = load_bundle(paths.runs_dir() / run / "bundle")
+    bundle = load_bundle(export_bundle(paths.runs_dir() / run))
     np.save(out / "bundle_prediction.npy", predict_array(bundle.segmentor, _fixed_batch()[0], batch_size=8))
     report["tensorflow_imported"] = "tensorflow" in sys.modules
     (out / "report.json").write_text(json.dumps(report, indent=1))
@@ -120,8 +123,8 @@ def _run_worker(backend: str, root: Path, out: Path) -> subprocess.CompletedProc
     env = dict(os.environ, KERAS_BACKEND=backend, SEGAN_ROOT=str(root), CUDA_VISIBLE_DEVICES="",
                JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", JAX_COMPILATION_CACHE_DIR=str(out / "jax_cache"),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1")
-    return subprocess.run([sys.executable, "-m", "tests.test_jax_backend", str(out)], env=env,
-                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "tests.integration.test_jax_backend", str(out)], env=env,
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +202,8 @@ def test_loss_curves_agree(outputs):
 
 def test_jax_checkpoints_and_bundle_load_on_tensorflow(outputs, monkeypatch):
     from segan_lib.apply.bundle import load_bundle
-    from segan_lib.evaluation.evaluate import load_run_models, predict_array
+    from segan_lib.evaluation.evaluate import load_run_models
+    from segan_lib.nets.inference import predict_array
     from segan_lib.training.segan import load_state_arrays
 
     monkeypatch.setenv("SEGAN_ROOT", str(outputs["root"]))

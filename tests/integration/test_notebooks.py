@@ -54,7 +54,7 @@ def test_the_smoke_study_regenerates_every_table_and_figure(study_root, monkeypa
     md = (figures / "table1_four_contrasts.md").read_text()
     assert "per 3-D volume" in md and "SegAN_IO (proposed)" in md and "0.862" in md  # ours beside the paper's
     # the numbers in the table are the ones in the runs' evaluation files
-    from segan_lib.study.runner import planned_runs
+    from segan_lib.study.steps import planned_runs
 
     run = planned_runs("smoke")["table1"]["SegAN_IO (concat)"]
     dice = json.loads((paths.runs_dir() / run / "eval_test.json").read_text())["metrics"]["dice"]["mean"]

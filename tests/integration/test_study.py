@@ -113,7 +113,7 @@ def _fake_study(monkeypatch, failing=()):
     import time
 
     from segan_lib.study import runner as study
-    from segan_lib.study.runner import Step
+    from segan_lib.study.steps import Step
 
     order = []
 
@@ -155,7 +155,7 @@ def test_jobs_run_independent_models_side_by_side_in_dependency_order(smoke_root
 
 
 def test_a_failed_job_stops_new_ones_and_names_its_log(smoke_root, monkeypatch):
-    from segan_lib.study.runner import StepFailed
+    from segan_lib.study.notebook import StepFailed
 
     steps, order = _fake_study(monkeypatch, failing=("a",))
     with pytest.raises(StepFailed, match=r"step a failed \(exit 3\); its log is .*a\.log"):
@@ -189,7 +189,7 @@ def test_a_step_that_does_not_write_an_output_is_not_marked_done(smoke_root, mon
 def test_a_kernel_that_dies_on_start_is_started_again(smoke_root, monkeypatch):
     import papermill
 
-    import segan_lib.study.runner as study
+    import segan_lib.study.notebook as study  # run_notebook, its retry's sleep and StepFailed live there
 
     calls = []
 

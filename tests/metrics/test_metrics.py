@@ -1,4 +1,4 @@
-"""Tests of segan_lib.metrics.core: hand-computed cases, independent implementations, protocols."""
+"""Tests of segan_lib.metrics: hand-computed cases, independent implementations, protocols."""
 import math
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
-from segan_lib.metrics import core as M
+from segan_lib import metrics as M
 
 
 # ---------------------------------------------------------------- helpers

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from segan_lib.constants import FINE_TUNING_STRATEGIES
 from segan_lib.study import transfer_analysis as T
 
 FRACTIONS = (0.1, 0.25, 0.5, 1.0)
@@ -28,7 +29,7 @@ def _synthetic(effect, targets=("t1", "t2"), de_source=None, full_sources=None, 
         for fraction in FRACTIONS:
             runs = [("", "scratch")]
             sources = full_sources[target] if fraction == 1.0 else [de_source[target]]
-            runs += [(s, strategy) for s in sources for strategy in T.FINE_TUNING]
+            runs += [(s, strategy) for s in sources for strategy in FINE_TUNING_STRATEGIES]
             for source, strategy in runs:
                 e = effect(target, source, strategy, fraction)
                 for seed in seeds:

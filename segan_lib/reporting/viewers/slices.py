@@ -1,16 +1,11 @@
-"""Slice viewers for 3-D volumes, ground truth and model predictions.
-
-Three levels, from plain to interactive:
+"""Static slice figures of 3-D volumes with the ground truth and model predictions overlaid.
 
 * `plot_slice` draws one slice of one contrast with the truth and any number of
   predictions as translucent fills with coloured outlines and a legend;
 * `plot_slices` draws the same slice side by side, one panel per model (the
   truth is outlined in every panel);
-* `SliceViewer` wraps `plot_slices` in ipywidgets: slice slider, axis selector,
-  contrast dropdown, opacity slider, one checkbox for the truth and one per
-  model. Every redraw is rendered to PNG bytes that an `ipywidgets.Image`
-  shows (no `Output` widget: the Image renders the same in JupyterLab, VS Code
-  and Voila and needs no output capture in the kernel).
+* `best_slice`, `display_slice` and `figure_png` are the pieces they (and the
+  `SliceViewer` widget of `segan_lib.reporting.viewers.widget`) share.
 
 Everything is drawn on `matplotlib.figure.Figure` objects directly (no pyplot
 state), so it works in loops, in tests, in papermill runs and headless (Agg).
@@ -36,19 +31,9 @@ So an (X, Y, Z) volume gives images of shape (Y, X) axial, (Z, X) coronal and
 In a notebook, a returned Figure is shown as an image once the inline backend
 is active (`%matplotlib inline`, or any `import matplotlib.pyplot`); without
 it IPython prints only "<Figure size ...>".
-
-Static fallback
----------------
-`SliceViewer._repr_mimebundle_` returns the ipywidgets view bundle
-('application/vnd.jupyter.widget-view+json' + 'text/plain') plus 'image/png'
-of the current state. A front-end that renders widgets prefers the widget
-view (JupyterLab ranks the widget renderer above images for trusted output);
-papermill output opened later, nbconvert's HTML export (which drops widget
-views whose state is not saved in the notebook) and plain viewers show the PNG.
 """
 from __future__ import annotations
 
-import base64
 import io
 from collections.abc import Mapping, Sequence
 
@@ -56,17 +41,6 @@ import numpy as np
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-
-__all__ = [
-    "AXES",
-    "SliceViewer",
-    "best_slice",
-    "demo_volumes",
-    "display_slice",
-    "figure_png",
-    "plot_slice",
-    "plot_slices",
-]
 
 #: display axis -> array axis of an (x, y, z) volume
 AXES: dict[str, int] = {"axial": 2, "coronal": 1, "sagittal": 0}
@@ -296,208 +270,3 @@ def figure_png(fig: Figure, dpi=None) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi or fig.dpi)
     return buffer.getvalue()
-
-
-# ----------------------------------------------------------------------------------------
-# interactive viewer
-
-
-class SliceViewer:
-    """An ipywidgets slice viewer of volumes with the truth and the predictions of several models.
-
-    Controls: slice slider, axis selector (axial / coronal / sagittal), contrast dropdown, overlay
-    opacity slider, one checkbox for the truth and one per prediction (each checked model gets its
-    own side-by-side panel, the truth outlined in every panel). The picture is a PNG rendered by
-    `plot_slices` into an `ipywidgets.Image`.
-
-    Display the viewer itself (the last expression of a cell) or `viewer.widget` (the top-level
-    box; it has no static fallback). Displaying the viewer gives the live widget in JupyterLab and a
-    still PNG of the current state everywhere widgets cannot be shown (papermill output, nbval,
-    HTML export): see `_repr_mimebundle_`.
-
-    Changing the axis resets the slice to the one with the most truth along the new axis.
-    """
-
-    def __init__(self, volumes, truth=None, predictions=None, axis="axial", contrast=None, alpha=0.4,
-                 index=None, panel_size=3.4, dpi=100):
-        import ipywidgets as w
-
-        self._volumes = _as_volumes(volumes)
-        self._shape = next(iter(self._volumes.values())).shape
-        self._truth = None if truth is None else _as_mask(truth, self._shape, "truth")
-        self._predictions = _as_predictions(predictions, self._shape)
-        self._colours = {name: PREDICTION_COLOURS[n % len(PREDICTION_COLOURS)]
-                         for n, name in enumerate(self._predictions)}
-        self._windows: dict[str, tuple[float, float]] = {}
-        self._panel_size = float(panel_size)
-        self._dpi = int(dpi)
-        self._holding = False
-        self._png = b""
-        _axis_number(axis)
-        contrast = _pick_contrast(self._volumes, contrast)
-        n = self._shape[AXES[axis]]
-        if index is None:
-            index = best_slice(self._truth, axis, self._shape)
-
-        style = {"description_width": "initial"}
-        # a separate label: a ToggleButtons description wraps above its buttons
-        self.axis_selector = w.ToggleButtons(options=list(AXES), value=axis, style={"button_width": "72px"})
-        self.contrast_dropdown = w.Dropdown(options=list(self._volumes), value=contrast, description="contrast",
-                                            style=style, layout=w.Layout(width="170px"))
-        self.slider = w.IntSlider(value=int(index), min=0, max=n - 1, step=1, description="slice",
-                                  continuous_update=False, style=style, layout=w.Layout(width="360px"))
-        self.opacity_slider = w.FloatSlider(value=float(alpha), min=0.0, max=1.0, step=0.05,
-                                            description="opacity", continuous_update=False, style=style,
-                                            layout=w.Layout(width="260px"))
-        self.checkboxes: dict[str, w.Checkbox] = {}
-        if self._truth is not None:
-            self.checkboxes["truth"] = w.Checkbox(value=True, description="truth", indent=False,
-                                                  layout=w.Layout(width="auto", margin="0 14px 0 0"))
-        for name in self._predictions:
-            self.checkboxes[name] = w.Checkbox(value=True, description=name, indent=False,
-                                               layout=w.Layout(width="auto", margin="0 14px 0 0"))
-        # natural size: a VBox would otherwise stretch the picture to the output's width (blurry)
-        self.image = w.Image(format="png", layout=w.Layout(align_self="flex-start", max_width="100%",
-                                                            height="auto"))
-        rows = [w.HBox([w.Label("axis", layout=w.Layout(margin="0 6px 0 4px")), self.axis_selector,
-                        self.contrast_dropdown], layout=w.Layout(align_items="center")),
-                w.HBox([self.slider, self.opacity_slider])]
-        if self.checkboxes:
-            rows.append(w.HBox(list(self.checkboxes.values())))
-        rows.append(self.image)
-        self._box = w.VBox(rows)
-        self._box.add_class("segan-slice-viewer")
-
-        self.axis_selector.observe(self._on_axis, names="value")
-        for control in (self.slider, self.contrast_dropdown, self.opacity_slider, *self.checkboxes.values()):
-            control.observe(self._on_change, names="value")
-        self.redraw()
-
-    # -- state ---------------------------------------------------------------------------
-    @property
-    def widget(self):
-        """The top-level ipywidgets box (the live viewer, without the static fallback)."""
-        return self._box
-
-    @property
-    def axis(self) -> str:
-        return self.axis_selector.value
-
-    @property
-    def index(self) -> int:
-        return int(self.slider.value)
-
-    @property
-    def contrast(self) -> str:
-        return self.contrast_dropdown.value
-
-    @property
-    def png(self) -> bytes:
-        """PNG bytes of what the viewer shows now."""
-        return self._png
-
-    def shown(self) -> list[str]:
-        """Names of the overlays checked now ('truth' first)."""
-        return [name for name, box in self.checkboxes.items() if box.value]
-
-    # -- drawing -------------------------------------------------------------------------
-    def figure(self) -> Figure:
-        """A Figure of the current state (one panel per checked prediction, the truth in each)."""
-        shown = set(self.shown())
-        contrast = self.contrast
-        if contrast not in self._windows:
-            self._windows[contrast] = _window(self._volumes[contrast])
-        predictions = {k: v for k, v in self._predictions.items() if k in shown}
-        return plot_slices({contrast: self._volumes[contrast]}, index=self.index, axis=self.axis,
-                           truth=self._truth if "truth" in shown else None,
-                           predictions=predictions, alpha=float(self.opacity_slider.value),
-                           window=self._windows[contrast], panel_size=self._panel_size, dpi=self._dpi,
-                           colours=self._colours)
-
-    def redraw(self) -> bytes:
-        """Render the current state into the Image widget; returns the PNG bytes."""
-        self._png = figure_png(self.figure())
-        self.image.value = self._png
-        return self._png
-
-    def _on_change(self, change) -> None:
-        if not self._holding:
-            self.redraw()
-
-    def _on_axis(self, change) -> None:
-        axis = change["new"]
-        self._holding = True
-        try:
-            n = self._shape[AXES[axis]]
-            index = best_slice(self._truth, axis, self._shape)
-            if index > self.slider.max:  # keep min <= value <= max valid at every step
-                self.slider.max = n - 1
-                self.slider.value = index
-            else:
-                self.slider.value = index
-                self.slider.max = n - 1
-        finally:
-            self._holding = False
-        self.redraw()
-
-    # -- display -------------------------------------------------------------------------
-    def __repr__(self) -> str:
-        x, y, z = self._shape
-        shown = ", ".join(self.shown()) or "no overlays"
-        return (f"SliceViewer({self.contrast}, {self.axis} slice {self.index}/{self._shape[AXES[self.axis]] - 1}, "
-                f"volume {x}x{y}x{z}, showing {shown})")
-
-    def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
-        """The widget view bundle plus 'image/png' of the current state.
-
-        A front-end that renders widgets shows the live viewer ('application/vnd.jupyter.widget-view+json');
-        one that cannot (papermill output, nbval, nbconvert HTML, GitHub) shows the PNG still.
-        """
-        data = dict(self._box._repr_mimebundle_(**kwargs) or {})
-        data["text/plain"] = repr(self)
-        data["image/png"] = base64.b64encode(self._png).decode("ascii")
-        if include:
-            data = {k: v for k, v in data.items() if k in include}
-        if exclude:
-            data = {k: v for k, v in data.items() if k not in exclude}
-        return data
-
-
-# ----------------------------------------------------------------------------------------
-# demo data
-
-
-def demo_volumes(seed: int = 0, shape=(48, 48, 32)):
-    """A small seeded synthetic head with a blob tumour, for demos and tests.
-
-    Returns (volumes, truth, predictions): volumes = dict 't1', 't1c', 't2', 'flair' -> float32
-    (x, y, z) arrays; truth = uint8 mask of the tumour; predictions = {'shifted': the truth moved
-    by 2 voxels along x, 'dilated': the truth grown by one voxel}, two stand-in "models".
-    """
-    rng = np.random.default_rng(seed)
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 3 or min(shape) < 8:
-        raise ValueError(f"shape must be three sizes of at least 8, got {shape}")
-    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij"))
-    brain = (grid[0] / 0.75) ** 2 + (grid[1] / 0.88) ** 2 + ((grid[2] + 0.1) / 0.8) ** 2 < 1
-    centre = rng.uniform(-0.3, 0.3, size=3)
-    radii = rng.uniform(0.18, 0.3, size=3)
-    wobble = 0.15 * np.sin(3 * grid[0] + rng.uniform(0, 6)) * np.cos(2 * grid[1] + rng.uniform(0, 6))
-    blob = (((grid - centre[:, None, None, None]) / radii[:, None, None, None]) ** 2).sum(0) + wobble
-    truth = (blob < 1) & brain
-    core = (blob < 0.35) & brain
-    tissue = {"t1": (0.6, 0.35, 0.2), "t1c": (0.6, 0.4, 1.0), "t2": (0.45, 0.9, 0.7), "flair": (0.4, 1.0, 0.8)}
-    volumes = {}
-    for name, (brain_value, tumour_value, core_value) in tissue.items():
-        image = np.where(brain, brain_value, 0.0)
-        image = np.where(truth, tumour_value, image)
-        image = np.where(core, core_value, image)
-        image = image + np.where(brain, rng.normal(0, 0.04, size=shape), 0.0)
-        volumes[name] = np.clip(image, 0, None).astype(np.float32)
-    truth = truth.astype(np.uint8)
-    dilated = truth.astype(bool).copy()
-    for axis in range(3):
-        for step in (-1, 1):
-            dilated |= np.roll(truth, step, axis=axis).astype(bool)
-    predictions = {"shifted": np.roll(truth, 2, axis=0), "dilated": dilated.astype(np.uint8)}
-    return volumes, truth, predictions

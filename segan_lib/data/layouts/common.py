@@ -1,0 +1,197 @@
+"""What every layout reader shares: contrast names, `Problem`, the `Layout` base, listing helpers.
+
+`Layout` implements listing for folder-per-case releases (`candidate_dirs`, `matches`,
+`scan`, `list_cases`) on top of two methods each release defines (`is_case_dir`,
+`case_from_dir`); the helpers list folders without hidden entries, resolve a case's
+grade, drop duplicate case ids and build a lazy `Case` whose volumes are read on demand.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from segan_lib.data.case import Case
+from segan_lib.data.volume_io import read_volume
+from segan_lib.errors import DataError
+
+# every name a release uses for a contrast -> the project's name
+CONTRAST_ALIASES: dict[str, str] = {
+    "t1": "t1",
+    "t1w": "t1",
+    "t1n": "t1",
+    "native t1": "t1",
+    "t1-native": "t1",
+    "t1c": "t1c",
+    "t1ce": "t1c",
+    "t1gd": "t1c",
+    "t1-gd": "t1c",
+    "t1+c": "t1c",
+    "t1+gd": "t1c",
+    "t1post": "t1c",
+    "t1-post": "t1c",
+    "t2": "t2",
+    "t2w": "t2",
+    "flair": "flair",
+    "t2f": "flair",
+    "t2-flair": "flair",
+    "t2flair": "flair",
+    "t2_flair": "flair",
+}
+
+
+def normalize_contrast(name: str) -> str | None:
+    """The project's contrast name ('t1', 't1c', 't2', 'flair') for a release's name, or None."""
+    return CONTRAST_ALIASES.get(name.strip().lower())
+
+
+# folders that hold cases and what they say about the grade
+_CONTAINERS: dict[str, str | None] = {"HGG": "HGG", "LGG": "LGG"}
+
+
+@dataclass
+class Problem:
+    """A case (or file) dropped at listing time, and why."""
+
+    key: str  # case id, or a path when no case id applies
+    error: DataError
+
+
+def _problem(case_id: str, what: str, path: Path | None = None) -> Problem:
+    """A Problem of one case, its DataError naming the case (and the file, when given)."""
+    return Problem(case_id, DataError(what, case_id=case_id, path=path))
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name.startswith("__MACOSX")
+
+
+def _subdirs(folder: Path) -> Iterator[Path]:
+    """Visible sub-folders of `folder`, sorted by name (nothing if it cannot be listed)."""
+    try:
+        with os.scandir(folder) as it:
+            entries = [e for e in it if not _hidden(e.name) and e.is_dir()]
+    except OSError:
+        return iter(())
+    return iter(Path(e.path) for e in sorted(entries, key=lambda e: e.name))
+
+
+def _listdir(folder: Path) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(folder) if not _hidden(n))
+    except OSError:
+        return []
+
+
+def _resolve_grade(case_id: str, folder_grade: str | None, grades: Mapping[str, str | None] | None):
+    mapped = grades.get(case_id) if grades else None
+    if folder_grade is not None:
+        if mapped is not None and mapped != folder_grade:
+            warnings.warn(
+                f"case {case_id}: the grade mapping says {mapped} but the case sits in a {folder_grade} "
+                f"folder; using {folder_grade}",
+                stacklevel=4,
+            )
+        return folder_grade
+    return mapped
+
+
+class Layout:
+    """Base of the per-release readers."""
+
+    key: str = ""
+    title: str = ""  # spelled-out name for people
+    pattern: str = ""  # one-line description of the files, for error messages
+    container_names: Mapping[str, str | None] = _CONTAINERS
+
+    # --- to implement -------------------------------------------------------------------
+    def is_case_dir(self, folder: Path) -> bool:
+        raise NotImplementedError
+
+    def case_from_dir(
+        self, folder: Path, grade: str | None, require_label: bool
+    ) -> tuple[Case | None, list[Problem]]:
+        raise NotImplementedError
+
+    # --- shared -------------------------------------------------------------------------
+    def candidate_dirs(self, root: Path) -> Iterator[tuple[Path, str | None]]:
+        """(case folder, grade from the folder or None), lazily, in name order."""
+        for child in _subdirs(root):
+            if child.name.upper() in self.container_names:
+                grade = self.container_names[child.name.upper()]
+                for sub in _subdirs(child):
+                    if self.is_case_dir(sub):
+                        yield sub, grade
+            elif self.is_case_dir(child):
+                yield child, None
+
+    def matches(self, root: str | Path) -> bool:
+        root = Path(root)
+        if not root.is_dir():
+            return False
+        return next(self.candidate_dirs(root), None) is not None
+
+    def scan(
+        self, root: str | Path, grades: Mapping[str, str | None] | None = None, require_label: bool = True
+    ) -> tuple[list[Case], list[Problem]]:
+        root = Path(root)
+        found: list[tuple[Case, Path]] = []
+        problems: list[Problem] = []
+        for folder, folder_grade in self.candidate_dirs(root):
+            case, probs = self.case_from_dir(folder, folder_grade, require_label)
+            problems.extend(probs)
+            if case is not None:
+                case.grade = _resolve_grade(case.case_id, folder_grade, grades)
+                found.append((case, folder))
+        cases, dup_problems = _drop_duplicates(found)
+        return cases, problems + dup_problems
+
+    def list_cases(
+        self, root: str | Path, grades: Mapping[str, str | None] | None = None, require_label: bool = True
+    ) -> list[Case]:
+        cases, problems = self.scan(root, grades, require_label)
+        if problems:
+            raise problems[0].error
+        return cases
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.key}>"
+
+
+def _drop_duplicates(found: list[tuple[Case, Path]]) -> tuple[list[Case], list[Problem]]:
+    by_id: dict[str, list[tuple[Case, Path]]] = {}
+    for case, where in found:
+        by_id.setdefault(case.case_id, []).append((case, where))
+    cases: list[Case] = []
+    problems: list[Problem] = []
+    for case_id, items in by_id.items():
+        if len(items) == 1:
+            cases.append(items[0][0])
+        else:
+            paths = " and ".join(str(w) for _, w in items)
+            problems.append(
+                Problem(case_id, DataError(f"duplicate case id: found at {paths}", case_id=case_id))
+            )
+    cases.sort(key=lambda c: c.case_id)
+    return cases, problems
+
+
+def _make_case(
+    case_id: str,
+    layout: str,
+    files: dict[str, Path],
+    channels: dict[str, int] | None = None,
+) -> Case:
+    sources = {}
+    for name, path in files.items():
+        kind = "label" if name == "label" else "image"
+        channel = None if channels is None or name == "label" else channels[name]
+        sources[name] = partial(read_volume, path, case_id=case_id, kind=kind, channel=channel)
+    return Case(case_id=case_id, grade=None, layout=layout, files=dict(files), sources=sources)
+
+
+def _describe(what: str) -> str:
+    return "label" if what == "label" else f"{what} image"

@@ -1,0 +1,17 @@
+"""The data set a profile points at, opened as its `data` section says (root, layout, grades file,
+bad-case policy): what the commands and the study's data steps read, in one place, so the library
+never needs the command line's module for it.
+"""
+from __future__ import annotations
+
+from segan_lib import paths
+from segan_lib.config import Profile
+
+
+def open_profile_dataset(profile: Profile):
+    """The data set a profile points at (its root, layout, grades file and bad-case policy)."""
+    from segan_lib.data.dataset import open_dataset  # on use: `segan --help` imports this module
+
+    grades = paths.resolve(profile.data.grades_file) if profile.data.grades_file else None
+    return open_dataset(profile.data_root, layout=profile.data.layout, grades=grades,
+                        on_bad_case=profile.data.on_bad_case)

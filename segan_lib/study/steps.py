@@ -1,0 +1,258 @@
+"""The steps of the study and what each one is: a `Step` has a name, the parameters that decide its
+outputs, the function that makes them, and the steps it waits for. A step is done when its outputs
+exist and were made with the same parameters (a `step.json` written last into the step's run folder,
+runs/<step>__<params key>/, records them). `study_steps` lists a profile's steps in order: the data
+(phantom, preprocessing, split), the exploration notebook, the paper's models, evaluation, transfer
+matrix and results, and the transfer study; `planned_runs` names the run folders they use.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from segan_lib import paths
+from segan_lib.config import Profile, load_profile, profile_overrides
+from segan_lib.data.profile_data import open_profile_dataset
+from segan_lib.study.notebook import run_notebook
+
+
+@dataclass
+class Step:
+    name: str
+    description: str
+    params: dict
+    run: Callable[["Step", Path], list[Path]]  # returns the outputs it produced
+    fresh_run_dir: bool = False  # --force removes what an earlier run of the step left (a training run's checkpoints)
+    outputs: list[Path] = field(default_factory=list)
+    needs: list[str] | None = None  # names of the steps it waits for; None: every step before it
+    parallel: bool = False  # may run in its own process beside others (study --jobs)
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.params, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+    @property
+    def run_dir(self) -> Path:
+        return paths.runs_dir() / f"{self.name}__{self.key}"
+
+    def recorded_outputs(self) -> list[Path]:
+        """The outputs step.json lists (written when the step last finished)."""
+        return [Path(p) for p in json.loads((self.run_dir / "step.json").read_text())["outputs"]]
+
+    def is_done(self) -> bool:
+        marker = self.run_dir / "step.json"
+        if not marker.is_file():
+            return False
+        try:
+            info = json.loads(marker.read_text())
+        except json.JSONDecodeError:
+            return False
+        return info.get("params") == json.loads(json.dumps(self.params, default=str)) and all(
+            Path(p).exists() for p in info.get("outputs", []))
+
+
+def study_steps(profile: Profile, profile_name: str, with_models: bool = True) -> list[Step]:
+    """The steps of the study for a profile, in order (without the models: data and exploration only)."""
+    steps = _data_steps(profile)
+    base_overrides = profile_overrides(profile, profile_name)
+    steps.append(_exploration_step(profile, profile_name, base_overrides))
+    if not with_models:
+        return steps
+
+    if profile.study.paper:
+        steps += _paper_steps(profile, profile_name, base_overrides, data_steps=list(steps))
+    if profile.study.transfer:  # independent of the paper's models: with --jobs it runs beside them
+        data_steps = [s.name for s in steps if s.name in ("phantom", "preprocess", "split")]
+        steps.append(_transfer_step(profile, profile_name, base_overrides, needs=data_steps))
+    return steps
+
+
+# ---------------------------------------------------------------- data and exploration
+def _data_steps(profile: Profile) -> list[Step]:
+    """The phantom (when the data is the embedded one), the preprocessing cache and the split."""
+    data_root = profile.data_root
+    # the embedded phantom lives in the project's data/ folder; a user's BraTS copy is never written to
+    is_phantom = data_root.resolve().is_relative_to(paths.data_dir().resolve()) or (data_root / "phantom.json").exists()
+    steps: list[Step] = [_phantom_step(profile)] if is_phantom else []
+    data_params = {"data": str(data_root), "layout": profile.data.layout, "grades": profile.data.grades_file,
+                   "on_bad_case": profile.data.on_bad_case}
+
+    def run_preprocess(step: Step, run_dir: Path) -> list[Path]:
+        from segan_lib.data.cache import build_cache
+
+        cache = build_cache(open_profile_dataset(profile), profile.preprocess, workers=2,
+                            on_bad_case=profile.data.on_bad_case)
+        return [cache.folder / "index.json"]
+
+    steps.append(Step("preprocess", "crop, clip and scale every case into the cache",
+                      {**data_params, "preprocess": profile.to_dict()["preprocess"]}, run_preprocess))
+
+    def run_split(step: Step, run_dir: Path) -> list[Path]:
+        from segan_lib.data.splits import default_splits_path, ensure_split
+
+        ds = open_profile_dataset(profile)
+        path = default_splits_path(data_root)
+        split, created = ensure_split(path, {c.case_id: c.grade for c in ds}, seed=profile.split.seed,
+                                      fractions=profile.split.fractions, stratify=profile.split.stratify)
+        print(f"  split {'written' if created else 'reused'}: {path} {split.counts()}")
+        return [path]
+
+    steps.append(Step("split", "the seeded stratified split", {**data_params, "split": profile.to_dict()["split"]},
+                      run_split))
+    return steps
+
+
+def _phantom_step(profile: Profile) -> Step:
+    data_root = profile.data_root
+    phantom_params = {"out": str(data_root), "n": profile.data.phantom_n, "seed": profile.data.phantom_seed,
+                      "voxel_size": profile.data.phantom_voxel_size}
+
+    def run_phantom(step: Step, run_dir: Path) -> list[Path]:
+        from segan_lib.data.phantom import generate_phantom
+
+        generate_phantom(data_root, n=phantom_params["n"], seed=phantom_params["seed"],
+                         voxel_size=phantom_params["voxel_size"], progress=True, workers=2)
+        return [data_root / "phantom.json", data_root / "grades.csv"]
+
+    return Step("phantom", "generate the embedded phantom data set", phantom_params, run_phantom)
+
+
+def _exploration_step(profile: Profile, profile_name: str, base_overrides: dict) -> Step:
+    explore_params = {"profile": profile_name, "data": str(profile.data_root), "notebook_version": 2,
+                      "preprocess": profile.to_dict()["preprocess"], "split": profile.to_dict()["split"]}
+
+    def run_explore(step: Step, run_dir: Path) -> list[Path]:
+        figures = paths.figures_dir()
+        before = {p: p.stat().st_mtime_ns for p in figures.glob("data_*")}
+        nb = run_notebook("01_data_exploration.ipynb", run_dir,
+                          {"profile": profile_name, "overrides": base_overrides, "out_dir": str(figures)})
+        written = [p for p in sorted(figures.glob("data_*")) if before.get(p) != p.stat().st_mtime_ns]
+        return [nb] + written
+
+    return Step("01_data_exploration", "data exploration notebook (figures of the data set)",
+                explore_params, run_explore)
+
+
+# ---------------------------------------------------------------- the paper
+def _paper_steps(profile: Profile, profile_name: str, base_overrides: dict, data_steps: list[Step]) -> list[Step]:
+    """Tables I-III, Fig. 2 and 3: 13 models, their evaluation, the transfer matrix and the results."""
+    model_steps = _model_steps(profile, profile_name, base_overrides, data_steps)
+    singles = {c: model_steps[f"single_{c}"] for c in ("t1", "t1c", "t2", "flair")}
+    return list(model_steps.values()) + [_evaluation_step(model_steps["segan_io"]), _transfer_matrix_step(singles),
+                                         _results_step(model_steps, singles)]
+
+
+def _model_steps(profile: Profile, profile_name: str, base_overrides: dict,
+                 data_steps: list[Step]) -> dict[str, Step]:
+    """One training or fine-tuning step per model of the paper, by model key, in the plan's order."""
+    from segan_lib.study.paper_plan import study_models
+
+    study_profile = profile.settings()
+    model_steps: dict[str, Step] = {}
+    for spec in study_models():
+        source = model_steps.get(spec.init_from) if spec.init_from else None
+        params = {"profile": study_profile, "overrides": spec.overrides, "freeze": spec.freeze,
+                  "init_from": source.key if source else None, "notebook_version": 2}
+
+        def run_model(step: Step, run_dir: Path, spec=spec, source=source) -> list[Path]:
+            overrides = {**base_overrides, **spec.overrides}
+            if source is None:
+                nb = run_notebook("02_training.ipynb", run_dir, {
+                    "profile": profile_name, "overrides": overrides, "run_name": run_dir.name,
+                    "init_from": None, "freeze": spec.freeze})
+            else:
+                nb = run_notebook("05_fine_tuning.ipynb", run_dir, {
+                    "profile": profile_name, "overrides": overrides, "source_run": source.run_dir.name,
+                    "target": spec.overrides["model.contrasts"][0], "freeze": spec.freeze,
+                    "run_name": run_dir.name})
+            return [nb, run_dir / "metrics.json", run_dir / "eval_test.json", run_dir / "checkpoints" / "best.npz"]
+
+        kind = "fine-tune" if source else "train"
+        model_steps[spec.key] = Step(f"{'finetune' if source else 'train'}_{spec.key}", f"{kind} {spec.label}",
+                                     params, run_model, fresh_run_dir=True, parallel=True,
+                                     needs=[s.name for s in data_steps] + ([source.name] if source else []))
+    return model_steps
+
+
+def _evaluation_step(evaluated: Step) -> Step:
+    def run_evaluation(step: Step, run_dir: Path) -> list[Path]:
+        nb = run_notebook("03_evaluation.ipynb", run_dir, {"run_name": evaluated.run_dir.name, "subset": "test",
+                                                           "out_dir": str(paths.figures_dir())})
+        return [nb, paths.figures_dir() / f"eval_{evaluated.run_dir.name}_test.png"]
+
+    return Step("03_evaluation", "per-subject evaluation of the four-contrast SegAN_IO",
+                {"run": evaluated.key, "notebook_version": 1}, run_evaluation)
+
+
+def _transfer_matrix_step(singles: dict[str, Step]) -> Step:
+    def run_transfer(step: Step, run_dir: Path) -> list[Path]:
+        nb = run_notebook("04_transfer_matrix.ipynb", run_dir,
+                          {"runs": {c: s.run_dir.name for c, s in singles.items()},
+                           "out_dir": str(paths.figures_dir())})
+        return [nb, paths.figures_dir() / "fig3_transfer_matrix.png"]
+
+    return Step("04_transfer_matrix", "every single-contrast model on every contrast (Fig. 3)",
+                {"runs": {c: s.key for c, s in singles.items()}, "notebook_version": 1}, run_transfer)
+
+
+def _results_step(model_steps: dict[str, Step], singles: dict[str, Step]) -> Step:
+    from segan_lib.study.paper_plan import table1_models, table3_models
+
+    table1 = {spec.label: model_steps[spec.key] for spec in table1_models()}
+    table3 = {f"{spec.overrides['model.contrasts'][0]}/{'seg' if spec.freeze == 'critic' else 'full'}":
+              model_steps[spec.key] for spec in table3_models()}
+
+    def run_results(step: Step, run_dir: Path) -> list[Path]:
+        figures = paths.figures_dir()
+        nb = run_notebook("06_results.ipynb", run_dir, {
+            "table1_runs": {k: s.run_dir.name for k, s in table1.items()},
+            "table2_runs": {c: s.run_dir.name for c, s in singles.items()},
+            "table3_runs": {k: s.run_dir.name for k, s in table3.items()},
+            "out_dir": str(figures)})
+        names = ["table1_four_contrasts", "table2_single_contrast", "table3_fine_tuning", "claims",
+                 "fig3_transfer_matrix"]
+        return [nb] + [figures / f"{n}.{ext}" for n in names for ext in ("csv", "md")] + [
+            figures / f"{f}.{ext}" for f in ("fig2_validation_dice_loss", "fig3_transfer_matrix") for ext in ("png", "pdf")]
+
+    return Step("06_results", "Tables I-III, Fig. 2, Fig. 3 and the claims, from the saved runs",
+                {"models": {k: s.key for k, s in model_steps.items()}, "notebook_version": 1}, run_results)
+
+
+# ---------------------------------------------------------------- the transfer study
+def _transfer_step(profile: Profile, profile_name: str, base_overrides: dict, needs: list[str]) -> Step:
+    """The transfer study: one notebook that trains what is missing of its plan, then the tables and figure."""
+    params = {"profile": profile.settings(), "notebook_version": 1}
+
+    def run(step: Step, run_dir: Path) -> list[Path]:
+        figures = paths.figures_dir()
+        nb = run_notebook("07_transfer_study.ipynb", run_dir, {"profile": profile_name, "overrides": base_overrides,
+                                                               "out_dir": str(figures)})
+        from segan_lib.study.transfer_analysis import OUTPUT_NAMES
+
+        return [nb] + [figures / name for name in OUTPUT_NAMES]
+
+    return Step("07_transfer_study", "the transfer study: strategies, data efficiency, seeds, missing contrasts",
+                params, run, parallel=True, needs=needs)
+
+
+def planned_runs(profile_name: str = "quick", overrides: dict | None = None) -> dict:
+    """The run folders the study uses for a profile (whether or not they exist yet).
+
+    {"models": {key: run}, "table1": {label: run}, "table2": {contrast: run}, "table3": {"t2/seg": run}};
+    notebooks use it as their default when no run is named.
+    """
+    from segan_lib.study.paper_plan import table1_models, table2_models, table3_models
+
+    profile = load_profile(profile_name, overrides or None)
+    by_name = {s.name: s for s in study_steps(profile, profile_name)}
+    run = lambda key: next(s.run_dir.name for n, s in by_name.items() if n in (f"train_{key}", f"finetune_{key}"))
+    return {
+        "models": {spec.key: run(spec.key) for spec in table1_models() + table2_models() + table3_models()},
+        "table1": {spec.label: run(spec.key) for spec in table1_models()},
+        "table2": {spec.overrides["model.contrasts"][0]: run(spec.key) for spec in table2_models()},
+        "table3": {f"{spec.overrides['model.contrasts'][0]}/{'seg' if spec.freeze == 'critic' else 'full'}":
+                   run(spec.key) for spec in table3_models()},
+    }
