@@ -160,7 +160,7 @@ def _start(run: _Run, settings: dict) -> None:
     placement, batch_size = run.placement, run.profile.train.batch_size
     if run.writes:
         run.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run.dir / "settings.json", settings)
+        run_files.write_settings(run.dir, settings)
     check_global_batch(batch_size, placement.replicas)
     if placement.replicas > 1 and run.log:
         run.log(f"train: {placement.name} strategy, {placement.replicas} replicas of "
