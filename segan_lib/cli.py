@@ -21,13 +21,15 @@ from segan_lib.training.distribute import DEVICE_STRATEGIES, ENV_STRATEGY
 from segan_lib.errors import SeganError
 
 EXIT_BAD_INPUT = 2
+DEFAULT_PROFILE = "quick"
 # TensorFlow's start-up chatter (CUDA probing, oneDNN notices) says nothing a user can act on
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _profile_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="quick",
-                   help="settings profile: a name in params/ (%(default)s by default; smoke, quick, paper) or a YAML path")
+    p.add_argument("--profile", default=None,  # None: not given (quick), which a resumed run must know
+                   help=f"settings profile: a name in params/ ({DEFAULT_PROFILE} by default; smoke, quick, paper) "
+                        "or a YAML path")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one setting, e.g. --set preprocess.spacing_mm=2 (repeatable)")
 
@@ -42,24 +44,36 @@ def _data_arg(p: argparse.ArgumentParser) -> None:
                    help="stop at the first bad case (error, default) or warn and leave it out (skip)")
 
 
-def _resolve_profile(args) -> Profile:
-    overrides = list(args.overrides)
+def _profile_name(args) -> str:
+    return args.profile if args.profile is not None else DEFAULT_PROFILE
+
+
+def _data_overrides(args) -> list[tuple[str, str]]:
+    """(the option as typed, its override) for each data option given: DATA, --grades, --layout, --on-bad-case."""
+    given = []
     if getattr(args, "data", None):
-        overrides.append(f"data.root={json.dumps(str(Path(args.data).expanduser().resolve()))}")
+        given.append((f"the data folder {args.data}",
+                      f"data.root={json.dumps(str(Path(args.data).expanduser().resolve()))}"))
     if getattr(args, "grades", None):
-        overrides.append(f"data.grades_file={json.dumps(str(Path(args.grades).expanduser().resolve()))}")
+        given.append((f"--grades {args.grades}",
+                      f"data.grades_file={json.dumps(str(Path(args.grades).expanduser().resolve()))}"))
     if getattr(args, "layout", None):
-        overrides.append(f"data.layout={args.layout}")
+        given.append((f"--layout {args.layout}", f"data.layout={args.layout}"))
     if getattr(args, "on_bad_case", None):
-        overrides.append(f"data.on_bad_case={args.on_bad_case}")
-    return load_profile(args.profile, overrides)
+        given.append((f"--on-bad-case {args.on_bad_case}", f"data.on_bad_case={args.on_bad_case}"))
+    return given
+
+
+def _resolve_profile(args) -> Profile:
+    overrides = list(args.overrides) + [o for _, o in _data_overrides(args)]
+    return load_profile(_profile_name(args), overrides)
 
 
 # ------------------------------------------------------------------ subcommands
 def cmd_phantom(args) -> int:
     from segan_lib.data.phantom import generate_phantom
 
-    profile = load_profile(args.profile, args.overrides)
+    profile = load_profile(_profile_name(args), args.overrides)
     out = paths.resolve(args.out) if args.out else profile.data_root
     n = args.n if args.n is not None else profile.data.phantom_n
     seed = args.seed if args.seed is not None else profile.data.phantom_seed
@@ -115,28 +129,113 @@ def cmd_split(args) -> int:
     return 0
 
 
+def _train_overrides(args) -> list[tuple[str, str]]:
+    """(the option as typed, its override) for each setting of the profile given to `segan train`."""
+    given = [(f"--set {o}", o) for o in args.overrides]
+    if args.contrasts is not None:
+        given.append((f"--contrasts {args.contrasts}", f"model.contrasts=[{args.contrasts}]"))
+    if args.critic_input is not None:
+        given.append((f"--critic-input {args.critic_input}", f"model.critic_input={args.critic_input}"))
+    if args.dice_weight is not None:
+        given.append((f"--dice-weight {args.dice_weight:g}", f"model.dice_weight={args.dice_weight}"))
+    if args.regions is not None:
+        given.append((f"--regions {args.regions}", f"model.regions={args.regions}"))
+    if args.epochs is not None:
+        given.append((f"--epochs {args.epochs}", f"train.epochs={args.epochs}"))
+    if args.seed is not None:
+        given.append((f"--seed {args.seed}", f"train.seed={args.seed}"))
+    return given + _data_overrides(args)
+
+
+def _train_freeze(args) -> str | None:
+    """The freeze given (--freeze or --freeze-critic), None when neither; their contradiction is an error."""
+    if args.freeze_critic:
+        if args.freeze not in (None, "critic"):
+            raise SeganError(f"--freeze-critic (the same as --freeze critic) contradicts --freeze {args.freeze}; "
+                             "give one of them")
+        return "critic"
+    return args.freeze
+
+
+# what a resumed run may change: more epochs, more patience (its history stays valid)
+_RESUME_MAY_CHANGE = ("train.epochs", "train.patience")
+_PATH_SETTINGS = ("data.root", "data.grades_file")
+
+
+def _resume_settings(args, freeze: str | None):
+    """(profile, run name, init_from, freeze, contrast dropout) of the run to resume, from its settings.json.
+
+    Options given on the command line must agree with the run's settings, except those in
+    _RESUME_MAY_CHANGE; a conflicting one is an error naming it.
+    """
+    from segan_lib.config import apply_overrides, parse_override, profile_from_dict
+    from segan_lib.run_files import SETTINGS, read_settings, run_folder
+    from segan_lib.training.trainer import default_run_name
+
+    name = args.name
+    if name is None:  # the name the same options give without --resume
+        given = load_profile(_profile_name(args), [o for _, o in _train_overrides(args)])
+        name = default_run_name(given, freeze or "none", args.init_from, args.contrast_dropout or 0.0)
+    run_dir = paths.runs_dir() / name
+    if not (run_dir / SETTINGS).is_file():
+        raise SeganError(f"cannot resume {name}: no run at {run_dir} (expected {SETTINGS} there)"
+                         + ("" if args.name else "; give the run's --name"))
+    saved = read_settings(run_dir)
+    where = run_dir / SETTINGS
+    if not isinstance(saved.get("profile"), dict):
+        raise SeganError(f"{where}: holds no profile settings, so the run cannot be resumed")
+    profile = profile_from_dict(saved["profile"], where=str(where))
+    saved_freeze = saved.get("freeze") or "none"
+    saved_init = saved.get("init_from")
+    saved_dropout = float(saved.get("contrast_dropout") or 0.0)
+    conflicts = []
+    if args.profile is not None and load_profile(args.profile).name != profile.name:
+        conflicts.append(f"--profile {args.profile} (the run was trained with profile {profile.name})")
+    for option, override in _train_overrides(args):
+        key, _ = parse_override(override)
+        changed = apply_overrides(profile, [override])
+        if key in _RESUME_MAY_CHANGE:
+            profile = changed
+            continue
+        section, setting = key.split(".", 1)
+        before, after = profile.to_dict()[section][setting], changed.to_dict()[section][setting]
+        if key in _PATH_SETTINGS and before is not None and after is not None:
+            before, after = str(paths.resolve(before)), str(paths.resolve(after))
+        if before != after:
+            conflicts.append(f"{option} ({key} is {json.dumps(before)} in the run)")
+    if args.init_from is not None and (saved_init is None or run_folder(args.init_from).resolve()
+                                       != run_folder(saved_init).resolve()):
+        started = f"initialised from {saved_init}" if saved_init else "trained from scratch"
+        conflicts.append(f"--init-from {args.init_from} (the run was {started})")
+    if freeze is not None and freeze != saved_freeze:
+        conflicts.append(f"{'--freeze-critic' if args.freeze_critic else '--freeze ' + freeze} (the run was trained "
+                         f"with freeze {saved_freeze})")
+    if args.contrast_dropout is not None and float(args.contrast_dropout) != saved_dropout:
+        conflicts.append(f"--contrast-dropout {args.contrast_dropout:g} (the run has {saved_dropout:g})")
+    if conflicts:
+        raise SeganError(f"cannot resume {name}: {'; '.join(conflicts)} conflict{'s' if len(conflicts) > 1 else ''} "
+                         f"with the run's settings in {where}. A resumed run continues with its own settings: give "
+                         "only --name (and --epochs, train.epochs or train.patience to extend it), or train another "
+                         "run under a new --name")
+    return profile, name, saved_init, saved_freeze, saved_dropout
+
+
 def cmd_train(args) -> int:
     from segan_lib.study.models import train_model
 
-    overrides = list(args.overrides)
-    if args.contrasts:
-        overrides.append(f"model.contrasts=[{args.contrasts}]")
-    if args.critic_input:
-        overrides.append(f"model.critic_input={args.critic_input}")
-    if args.dice_weight is not None:
-        overrides.append(f"model.dice_weight={args.dice_weight}")
-    if args.regions:
-        overrides.append(f"model.regions={args.regions}")
-    if args.epochs is not None:
-        overrides.append(f"train.epochs={args.epochs}")
-    if args.seed is not None:
-        overrides.append(f"train.seed={args.seed}")
-    args.overrides = overrides
-    profile = _resolve_profile(args)
-    result = train_model(profile, args.name, resume=args.resume, init_from=args.init_from,
-                   freeze="critic" if args.freeze_critic else args.freeze, tensorboard=args.tensorboard,
-                   verbose=1 if args.progress else 0, strategy=args.strategy, xla=args.xla or None,
-                   contrast_dropout=args.contrast_dropout)
+    freeze = _train_freeze(args)
+    if args.resume:
+        profile, name, init_from, freeze, contrast_dropout = _resume_settings(args, freeze)
+    else:
+        freeze = freeze or "none"
+        if freeze != "none" and not args.init_from:
+            raise SeganError(f"--freeze{'-critic' if args.freeze_critic else ' ' + freeze} needs --init-from RUN: it "
+                             "keeps part of another run's weights fixed, and without --init-from there are none")
+        profile = load_profile(_profile_name(args), [o for _, o in _train_overrides(args)])
+        name, init_from, contrast_dropout = args.name, args.init_from, args.contrast_dropout or 0.0
+    result = train_model(profile, name, resume=args.resume, init_from=init_from, freeze=freeze,
+                         tensorboard=args.tensorboard, verbose=1 if args.progress else 0, strategy=args.strategy,
+                         xla=args.xla or None, contrast_dropout=contrast_dropout)
     print(f"train: {result.run_dir.name}: best validation Dice {result.best_val_dice:.3f} at epoch "
           f"{result.best_epoch} of {result.epochs_run} ({result.stopped}); outputs in {result.run_dir}")
     return 0
@@ -166,6 +265,14 @@ def cmd_predict(args) -> int:
     files = {c: getattr(args, c) for c in ("t1", "t1c", "t2", "flair") if getattr(args, c)}
     if bool(args.input) == bool(files):
         raise SeganError("give either --input (a case or data set folder) or the files (--t1/--t1c/--t2/--flair)")
+    one_file = "the files --t1/--t1c/--t2/--flair" if files else f"--output {args.output} (one mask file)"
+    if files or str(args.output).endswith((".nii", ".nii.gz")):  # one case into one file: no table, no bar
+        if args.evaluate:
+            raise SeganError(f"--evaluate has no effect with {one_file}: it adds Dice etc. to the summary.csv of "
+                             "a folder prediction (--input and an output folder), where a case has a label")
+        if args.quiet:
+            raise SeganError(f"--quiet has no effect with {one_file}: only a folder prediction (--input and an "
+                             "output folder) shows a progress bar")
     bundle = load_bundle(args.model)
     if files:
         result = predict_file_set(bundle, files, args.output, overwrite=args.overwrite,
@@ -202,11 +309,16 @@ def cmd_study(args) -> int:
     if args.strategy:  # the notebooks' kernels inherit it
         os.environ[ENV_STRATEGY] = args.strategy
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
-    run_study(profile, args.profile, only=only, force=args.force, jobs=args.jobs, gpus=gpus)
+    run_study(profile, _profile_name(args), only=only, force=args.force, jobs=args.jobs, gpus=gpus)
     return 0
 
 
 def cmd_profiles(args) -> int:
+    if args.overrides and not args.show:
+        raise SeganError("--set has no effect without --show NAME: it changes the settings --show prints")
+    if args.profile is not None:
+        raise SeganError(f"--profile {args.profile} has no effect here: `segan profiles` lists every profile, "
+                         f"`segan profiles --show {args.profile}` prints one")
     for name in available_profiles():
         p = load_profile(name)
         print(f"{name:8s} {p.description}")
@@ -288,7 +400,7 @@ def _add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train SegAN or SegAN_IO (resumable)",
                        description="Train one model into runs/<name>/: checkpoints of best and last (both networks, "
                                    "both optimizers), history.csv, metrics.json. Early stopping on validation Dice "
-                                   "per volume. --resume continues a stopped run exactly.")
+                                   "per volume. --resume continues a stopped run exactly, with its own settings.")
     _profile_args(p)
     _data_arg(p)
     p.add_argument("--name", default=None, help="run name (default: from profile, model and seed)")
@@ -300,12 +412,15 @@ def _add_train_parser(sub) -> None:
                    help="wt = whole tumour (the paper); brats = whole tumour, tumour core, enhancing tumour")
     p.add_argument("--epochs", type=int, default=None, help="maximum number of epochs")
     p.add_argument("--seed", type=int, default=None, help="initialisation, data order and crops")
-    p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue run --name from its last checkpoint, with the settings it was started with "
+                        "(an option given that conflicts with them is an error; --epochs may be raised)")
     p.add_argument("--init-from", default=None, metavar="RUN", help="start from another run's best weights (fine-tuning)")
-    p.add_argument("--freeze", choices=FREEZE_MODES, default="none",
-                   help="fine-tuning: keep the critic (the paper's Seg.) or the segmentor's encoder fixed")
+    p.add_argument("--freeze", choices=FREEZE_MODES, default=None,  # None: not given (none)
+                   help="fine-tuning (with --init-from): keep the critic (the paper's Seg.) or the segmentor's "
+                        "encoder fixed (default none)")
     p.add_argument("--freeze-critic", action="store_true", help="the same as --freeze critic")
-    p.add_argument("--contrast-dropout", type=float, default=0.0, metavar="P",
+    p.add_argument("--contrast-dropout", type=float, default=None, metavar="P",
                    help="zero each contrast of a training slice with probability P, keeping at least one, so the "
                         "model copes with missing contrasts (default 0: off)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")

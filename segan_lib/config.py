@@ -19,7 +19,8 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from segan_lib import paths
-from segan_lib.constants import CONTRASTS, FINE_TUNING_STRATEGIES, MISSING_FILLS
+from segan_lib.constants import (CLIP_SCOPES, CONTRASTS, EVALUATION_FIELDS, FINE_TUNING_STRATEGIES, MISSING_FILLS,
+                                 RMSPROP_VARIANTS, UPDATE_ORDERS)
 from segan_lib.errors import ConfigError
 
 
@@ -78,6 +79,10 @@ class ModelConfig:
     regions: str = "wt"  # "wt" (whole tumour) or "brats" (wt, tc, et)
     dice_weight: float = 1.0
     clip_value: float = 0.05
+    # which critic weights are clipped to +-clip_value after each critic update: "kernels" (the
+    # authors' kernel_constraint: conv kernels only, not the first conv's bias nor batch-norm gamma
+    # and beta) or "all" (every trainable weight, as PyTorch SegAN clamps every parameter)
+    clip_scope: str = "kernels"
 
     def __post_init__(self):
         if not self.contrasts or any(c not in CONTRASTS for c in self.contrasts) or len(set(self.contrasts)) != len(self.contrasts):
@@ -85,6 +90,7 @@ class ModelConfig:
         _positive("model.width", self.width)
         _choice("model.critic_input", self.critic_input, ("concat", "mask"))
         _choice("model.regions", self.regions, ("wt", "brats"))
+        _choice("model.clip_scope", self.clip_scope, CLIP_SCOPES)
 
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -93,7 +99,7 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 @dataclass
 class TrainConfig:
     batch_size: int = 64
-    crop_size: int = 160  # random training crop (in-plane), centre crop for validation
+    crop_size: int = 160  # random training crop (in-plane); what validation and test see is evaluate.field
     learning_rate: float = 2e-5
     epochs: int = 10000
     patience: int = 500
@@ -104,6 +110,13 @@ class TrainConfig:
     subject_fraction: float = 1.0
     # a Keras dtype policy; the mixed ones are for GPUs (the sigmoid and the losses stay float32)
     precision: str = "float32"
+    # "joint" (the authors' step: one segmentor pass and both critic passes under one tape, both
+    # gradients at the same weights, then the segmentor's update and the critic's, clipped) or
+    # "critic_first" (PyTorch SegAN's: the critic's update, then the segmentor's through the updated critic)
+    update_order: str = "joint"
+    # "tf2" (the authors' tf.keras RMSprop of TensorFlow 2.0: lr * g / (sqrt(v) + eps)) or
+    # "keras3" (Keras 3's RMSprop: lr * g / sqrt(v + eps)); rho 0.9, epsilon 1e-7, no momentum
+    rmsprop: str = "tf2"
 
     def __post_init__(self):
         for key in ("batch_size", "crop_size", "epochs", "patience"):
@@ -111,10 +124,24 @@ class TrainConfig:
         _positive("train.learning_rate", self.learning_rate)
         _choice("train.slices", self.slices, ("all", "tumour"))
         _choice("train.precision", self.precision, PRECISIONS)
+        _choice("train.update_order", self.update_order, UPDATE_ORDERS)
+        _choice("train.rmsprop", self.rmsprop, RMSPROP_VARIANTS)
         if not 0.0 < self.subject_fraction <= 1.0:
             raise ConfigError(f"train.subject_fraction must be in (0, 1], got {self.subject_fraction!r}")
 
 
+
+@dataclass
+class EvaluateConfig:
+    """What validation (model selection) and test scores are computed on."""
+
+    # "centre160" (the authors: the centre 160x160 of each 180x180 slice, i.e. a centre window of
+    # round(160/180 * n) pixels of each in-plane side n of the preprocessed crop, at any resolution;
+    # the network sees only that window, as theirs did) or "crop" (the whole preprocessed crop)
+    field: str = "centre160"
+
+    def __post_init__(self):
+        _choice("evaluate.field", self.field, EVALUATION_FIELDS)
 
 
 @dataclass
@@ -177,6 +204,7 @@ class Profile:
     split: SplitConfig = field(default_factory=SplitConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
 
@@ -334,9 +362,30 @@ def _coerce(tp: Any, value: Any, key: str, where: str) -> Any:
     return value
 
 
+# Settings that older run folders do not record, with the value those runs were trained and scored
+# with (before the authors' behaviour became the default): a settings.json without them loads as
+# what it was, so evaluating or exporting an old run reproduces its own validation and test numbers.
+LEGACY_SETTINGS: dict[str, dict[str, Any]] = {
+    "model": {"clip_scope": "all"},
+    "train": {"update_order": "critic_first", "rmsprop": "keras3"},
+    "evaluate": {"field": "crop"},
+}
+
+
 def profile_from_dict(d: Mapping[str, Any], where: str = "settings") -> Profile:
-    """A Profile from its to_dict() form (e.g. a run's settings.json)."""
-    return _build(Profile, dict(d), where=where)
+    """A Profile from its to_dict() form (e.g. a run's settings.json).
+
+    A setting of LEGACY_SETTINGS that the dict lacks gets its legacy value, not today's default:
+    such a dict was written before the setting existed, by a run that behaved that way.
+    """
+    d = dict(d)
+    for section, values in LEGACY_SETTINGS.items():
+        given = d.get(section)
+        if given is None:
+            d[section] = dict(values)
+        elif isinstance(given, Mapping):
+            d[section] = {**values, **given}
+    return _build(Profile, d, where=where)
 
 
 def profile_overrides(profile: Profile, base: str | Path | None = None) -> dict[str, Any]:

@@ -43,3 +43,10 @@ class Freeze(str, Enum):
 FREEZE_MODES: tuple[str, ...] = tuple(f.value for f in Freeze)
 FINE_TUNING_STRATEGIES: tuple[str, ...] = tuple(f.strategy for f in Freeze)  # full, critic, encoder
 TRANSFER_STRATEGIES: tuple[str, ...] = ("scratch",) + FINE_TUNING_STRATEGIES
+
+# Departures from the authors' training recipe (README, "Departures from the authors' code"): the first
+# word of each is the authors' behaviour and every profile's default, the second ours before.
+CLIP_SCOPES: tuple[str, ...] = ("kernels", "all")  # the critic's weights clipped: conv kernels only, or every one
+UPDATE_ORDERS: tuple[str, ...] = ("joint", "critic_first")  # one tape for both gradients, or critic then segmentor
+RMSPROP_VARIANTS: tuple[str, ...] = ("tf2", "keras3")  # epsilon outside the square root (TF 2.0), or inside
+EVALUATION_FIELDS: tuple[str, ...] = ("centre160", "crop")  # validation and test on the centre 160/180, or all

@@ -71,3 +71,43 @@ def test_console_script_help_and_exit_code(tmp_path):
     (tmp_path / "nothing").mkdir()
     res = subprocess.run(exe + ["info", str(tmp_path / "nothing")], capture_output=True, text=True)
     assert res.returncode == 2 and "no BraTS layout recognised" in res.stderr
+
+
+def test_contradicting_options_are_refused_not_resolved(tmp_path, capsys):
+    """Each of these used to be resolved silently; now each is an error naming the options (exit 2)."""
+    cases = [
+        (["train", "--freeze", "critic"], "--freeze critic needs --init-from"),
+        (["train", "--freeze", "encoder"], "--freeze encoder needs --init-from"),
+        (["train", "--freeze-critic"], "--freeze-critic needs --init-from"),
+        (["train", "--freeze-critic", "--freeze", "encoder", "--init-from", "x"],
+         "--freeze-critic (the same as --freeze critic) contradicts --freeze encoder"),
+        (["predict", "--model", "m", "--flair", "f.nii.gz", "--output", "o.nii.gz", "--evaluate"],
+         "--evaluate has no effect with the files"),
+        (["predict", "--model", "m", "--flair", "f.nii.gz", "--output", "o.nii.gz", "--quiet"],
+         "--quiet has no effect with the files"),
+        (["predict", "--model", "m", "--input", str(tmp_path), "--output", "o.nii.gz", "--evaluate"],
+         "--evaluate has no effect with --output o.nii.gz (one mask file)"),
+        (["predict", "--model", "m", "--input", str(tmp_path), "--output", "o.nii.gz", "--quiet"],
+         "--quiet has no effect with --output o.nii.gz"),
+        (["profiles", "--set", "train.epochs=3"], "--set has no effect without --show"),
+        (["profiles", "--profile", "smoke"], "--profile smoke has no effect here"),
+    ]
+    for argv, says in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith(f"segan {argv[0]}: error: ") and says in err, (argv, err)
+    assert main(["profiles", "--show", "smoke", "--set", "train.epochs=3"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out[out.index("{"):])["train"]["epochs"] == 3  # after the list of profiles
+
+
+def test_a_saved_split_of_another_stratification_is_not_reused(tmp_path, capsys):
+    make_brats2018_tree(tmp_path / "b18", 10)
+    assert main(["split", str(tmp_path / "b18"), "--profile", "smoke", "--set", "split.stratify=false"]) == 0
+    capsys.readouterr()
+    assert main(["split", str(tmp_path / "b18"), "--profile", "smoke"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "b18" / "splits.json") in err and "not stratified" in err and "stratified by grade" in err
+    assert "segan split --force" in err
+    assert main(["split", str(tmp_path / "b18"), "--profile", "smoke", "--force"]) == 0
+    assert json.loads((tmp_path / "b18" / "splits.json").read_text())["stratified_by"] == "grade"

@@ -59,3 +59,50 @@ def test_paths_follow_one_root(monkeypatch, tmp_path):
     assert paths.cache_dir() == tmp_path / "data" / "cache"
     assert paths.resolve("data/x") == tmp_path / "data" / "x"
     assert paths.resolve("/abs/y").as_posix() == "/abs/y"
+
+
+# ------------------------------------------------------------- departures from the authors' code
+DEPARTURES = {"model.clip_scope": ("kernels", "all"), "train.update_order": ("joint", "critic_first"),
+              "train.rmsprop": ("tf2", "keras3"), "evaluate.field": ("centre160", "crop")}
+
+
+def _get(profile, dotted):
+    section, key = dotted.split(".")
+    return getattr(getattr(profile, section), key)
+
+
+@pytest.mark.parametrize("name", ["smoke", "quick", "transfer", "paper"])
+def test_every_profile_defaults_to_the_authors_recipe(name):
+    p = load_profile(name)
+    for key, (authors, _ours) in DEPARTURES.items():
+        assert _get(p, key) == authors, key
+    from segan_lib.config import Profile
+
+    for key, (authors, _ours) in DEPARTURES.items():
+        assert _get(Profile(), key) == authors, key  # and the dataclass defaults
+
+
+@pytest.mark.parametrize("key", sorted(DEPARTURES))
+def test_each_departure_is_an_option_and_validated(key):
+    ours = DEPARTURES[key][1]
+    assert _get(load_profile("smoke", [f"{key}={ours}"]), key) == ours
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.") + " must be one of"):
+        load_profile("smoke", [f"{key}=bogus"])
+
+
+def test_settings_without_the_new_fields_load_with_the_values_their_runs_used():
+    from segan_lib.config import LEGACY_SETTINGS, profile_from_dict
+
+    current = load_profile("smoke").to_dict()
+    assert profile_from_dict(current).to_dict() == current  # a settings.json written now round-trips
+    old = {k: (dict(v) if isinstance(v, dict) else v) for k, v in current.items()}
+    old["model"].pop("clip_scope")
+    old["train"].pop("update_order")
+    old["train"].pop("rmsprop")
+    old.pop("evaluate")
+    p = profile_from_dict(old)
+    assert (p.model.clip_scope, p.train.update_order, p.train.rmsprop, p.evaluate.field) == \
+        ("all", "critic_first", "keras3", "crop")
+    assert LEGACY_SETTINGS == {"model": {"clip_scope": "all"}, "train": {"update_order": "critic_first",
+                                                                        "rmsprop": "keras3"},
+                               "evaluate": {"field": "crop"}}

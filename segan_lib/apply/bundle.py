@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from segan_lib import __version__
+from segan_lib.atomic import make_temp_dir
 from segan_lib.errors import SeganError
 
 BUNDLE_FORMAT = 1
@@ -146,7 +146,7 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path | None = None, tag: s
                     "shapes": [list(w.shape) for w in weights.values()]},
     }
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    tmp = make_temp_dir(out_dir)  # mkdir's permissions, not mkdtemp's 0700: a bundle is shared
     old = None
     try:
         with open(tmp / WEIGHTS, "wb") as fh:

@@ -212,7 +212,9 @@ def _nifti_header(source: Path | None):
     try:
         import nibabel as nib
 
-        img = nib.load(str(source))
+        from segan_lib.data.volume_io import load_nifti
+
+        img = load_nifti(source)  # by content: also a mislabelled .nii.gz
         return img.header.copy() if isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)) else None
     except Exception:
         return None
@@ -297,20 +299,37 @@ def open_input(input_dir: str | os.PathLike):
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
         raise DataError(f"input {input_dir} is not a folder")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    first = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
-            return open_dataset(input_dir, require_label=False, on_bad_case="skip")
-        except DataError as first:
-            try:
-                parent = open_dataset(input_dir.parent, require_label=False, on_bad_case="skip")
-            except DataError:
-                raise first from None
+            ds = open_dataset(input_dir, require_label=False, on_bad_case="skip")
+        except DataError as exc:
+            first = exc
+    if first is None:
+        _pass_on(caught)  # skipped cases, unreadable folders, grade conflicts: the user's to know
+        return ds
+    with warnings.catch_warnings(record=True) as caught:  # one case folder, read through its parent's layout
+        warnings.simplefilter("always")
+        try:
+            parent = open_dataset(input_dir.parent, require_label=False, on_bad_case="skip")
+        except DataError:
+            raise first from None
+    skipped = [why for key, why in parent.skipped if key == input_dir.name]
+    if skipped:
+        raise DataError(f"the case in {input_dir} cannot be used: {skipped[0]}")
     inside = [c.case_id for c in parent
               if c.case_id == input_dir.name or any(input_dir in Path(p).parents for p in c.files.values())]
     if not inside:
         raise DataError(f"no case found in {input_dir}")
+    _pass_on([w for w in caught if input_dir.name in str(w.message)])  # not those about the other cases there
     return parent.subset(inside)
+
+
+def _pass_on(caught) -> None:
+    """Warn again what opening the input warned (recorded to choose among them, never to hide them)."""
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=3)
 
 
 def predict_folder(bundle, input_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False,
@@ -327,6 +346,9 @@ def predict_folder(bundle, input_dir: str | os.PathLike, out_dir: str | os.PathL
 
     bundle = _as_bundle(bundle)
     ds = open_input(input_dir)
+    if evaluate and not any(c.has_label for c in ds):
+        raise SeganError(f"evaluate (--evaluate) has no effect on {input_dir}: none of its {len(ds)} case(s) has "
+                         "a label to compare the masks with")
     out_dir = _writable_folder(Path(out_dir))
     rows, failures = [], []
     for key, reason in getattr(ds, "skipped", []) or []:

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -34,6 +32,7 @@ from segan_lib.constants import CONTRASTS
 from segan_lib.data.dataset import load_case
 from segan_lib.data.case import Case
 from segan_lib.data.preprocess import PreprocessRecord, preprocess_arrays
+from segan_lib.data.workers import process_pool
 
 CACHE_FORMAT = 1
 
@@ -138,14 +137,12 @@ def _write_case(folder: Path, case: Case, cfg: PreprocessConfig, settings: dict)
     return meta
 
 
-# The worker processes inherit the data set through fork (Case objects hold closures).
-_WORK: dict = {}
-
-
-def _work(index: int):
-    case = _WORK["cases"][index]
+def _work(task: tuple):
+    """One case into the cache; task = (folder, case, cfg, settings), all picklable (a Case's readers are
+    partials of read_volume), so a worker started with forkserver or spawn gets everything it needs."""
+    folder, case, cfg, settings = task
     try:
-        return case.case_id, _write_case(_WORK["folder"], case, _WORK["cfg"], _WORK["settings"]), None
+        return case.case_id, _write_case(folder, case, cfg, settings), None
     except DataError as exc:  # sent back as parts: the exception object may not pickle
         return case.case_id, None, (exc.what, exc.case_id, str(exc.path) if exc.path else None)
 
@@ -174,17 +171,12 @@ def build_cache(
         log(f"preprocess: {len(cases)} cases, {len(cases) - len(todo)} already cached, {len(todo)} to do -> {folder}")
     metas: dict[str, dict] = {}
     bad: list[tuple[str, str]] = list(getattr(dataset, "skipped", []))
-    _WORK.update(cases=cases, folder=folder, cfg=cfg, settings=settings)
-    try:
-        if workers > 1 and len(todo) > 1:
-            ctx = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                results = pool.map(_work, todo)
-                _collect(results, metas, bad, on_bad_case, log, len(todo))
-        else:
-            _collect(map(_work, todo), metas, bad, on_bad_case, log, len(todo))
-    finally:
-        _WORK.clear()
+    tasks = [(folder, cases[i], cfg, settings) for i in todo]
+    if workers > 1 and len(todo) > 1:
+        with process_pool(workers) as pool:  # forkserver or spawn, never fork (segan_lib.data.workers)
+            _collect(pool.map(_work, tasks), metas, bad, on_bad_case, log, len(todo))
+    else:
+        _collect(map(_work, tasks), metas, bad, on_bad_case, log, len(todo))
     for c in cases:
         if c.case_id not in metas and c.case_id not in {b[0] for b in bad}:
             metas[c.case_id] = json.loads((folder / f"{c.case_id}.json").read_text())

@@ -199,6 +199,10 @@ def load_split(path: Path, case_ids: Sequence[str] | None = None) -> Split:
     return split
 
 
+def _stratification(stratified_by: str | None) -> str:
+    return f"stratified by {stratified_by}" if stratified_by else "not stratified"
+
+
 def ensure_split(
     path: Path,
     grades: Mapping[str, str | None],
@@ -209,9 +213,9 @@ def ensure_split(
 ) -> tuple[Split, bool]:
     """Reuse the split at `path`, or create it. Returns (split, created).
 
-    An existing file whose cases or seed differ from what is asked is an error,
-    never silently overwritten; force=True rewrites it (keeping the old one as
-    splits.json.bak).
+    An existing file whose cases, seed, fractions or stratification differ from
+    what is asked is an error, never silently overwritten or reused; force=True
+    rewrites it (keeping the old one as splits.json.bak).
     """
     path = Path(path)
     if path.exists() and not force:
@@ -225,6 +229,13 @@ def ensure_split(
             raise DataError(
                 f"an existing split was made with seed {split.seed} and fractions {list(split.fractions)}, "
                 f"not seed {seed} and {list(fractions)}; pass --force to rewrite it", path=path)
+        wanted = "grade" if stratify and any(g is not None for g in grades.values()) else None
+        if split.stratified_by != wanted:
+            raise DataError(
+                f"an existing split is {_stratification(split.stratified_by)}, but a split "
+                f"{_stratification(wanted)} is asked for (split.stratify={str(stratify).lower()}, grades "
+                f"{'known' if any(g is not None for g in grades.values()) else 'unknown'}); run "
+                "`segan split --force` to rewrite it (the old one is kept as splits.json.bak)", path=path)
         return split, False
     split = make_split(grades, seed=seed, fractions=fractions, stratify=stratify)
     if path.exists():

@@ -12,7 +12,9 @@
 
 Every problem is a `DataError` naming the case and the file and saying what is
 wrong: missing file, truncated or corrupt file, wrong number of dimensions,
-NaN/Inf voxels, an all-zero or constant image, non-integer label values.
+NaN/Inf voxels, an all-zero or constant image, non-integer label values. A NIfTI
+whose name and content disagree (an uncompressed file named .nii.gz) is read by
+its content (the gzip magic bytes), not taken for a corrupt one.
 
 For the 4-D files of the Medical Segmentation Decathlon, `channel=` picks one
 volume. The decoded 4-D array of the most recently read file is kept (a cache
@@ -20,6 +22,7 @@ of one entry), so reading the four channels of one case reads the file once.
 """
 from __future__ import annotations
 
+import gzip
 import re
 import threading
 import zlib
@@ -32,7 +35,7 @@ import numpy as np
 from segan_lib.errors import DataError
 from segan_lib.data.case import Volume
 
-__all__ = ["read_volume", "clear_cache", "NIFTI_SUFFIXES", "ITK_SUFFIXES", "volume_suffix"]
+__all__ = ["read_volume", "load_nifti", "clear_cache", "NIFTI_SUFFIXES", "ITK_SUFFIXES", "volume_suffix"]
 
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
 ITK_SUFFIXES: tuple[str, ...] = (".mha", ".mhd", ".nrrd", ".nhdr")
@@ -162,13 +165,66 @@ def _check_dims(shape, *, case_id, path, expect_3d, channel) -> None:
         )
 
 
-def _read_nifti(path: Path, *, case_id, expect_3d, channel):
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _mislabelled(path: Path) -> str | None:
+    """How the file's first bytes contradict its name (no gzip stream in a .gz, or one in a .nii), or None.
+
+    nibabel decides by the name alone. An empty or unreadable file is not mislabelled (it is
+    reported as truncated, or as unreadable, by the normal read).
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+    except OSError:
+        return None
+    named_gz = path.name.lower().endswith(".gz")
+    if len(head) < 2 or (head == GZIP_MAGIC) == named_gz:
+        return None
+    suffix = volume_suffix(path) or path.suffix
+    return f"is named {suffix} but is {'not ' if named_gz else ''}gzip-compressed"
+
+
+def load_nifti(path: str | Path):
+    """The nibabel image of a NIfTI file, read by its content when its name says otherwise.
+
+    An uncompressed NIfTI named .nii.gz (or a gzip-compressed one named .nii) is read as what it
+    is; when it is not a NIfTI either, the DataError says it is not gzip-compressed (or is).
+    Other read problems are the reader's exceptions, as nib.load raises them.
+    """
     import nibabel as nib
 
+    path = Path(path)
+    what = _mislabelled(path)
+    if what is None:
+        return nib.load(str(path), mmap=False)
+    raw = path.read_bytes()
+    if not path.name.lower().endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"cannot read: {what}, and the gzip stream is truncated or corrupt ({_short(exc, path)})",
+                            path=path) from None
+    sizeof_hdr = {int.from_bytes(raw[:4], order) for order in ("little", "big")} if len(raw) >= 4 else set()
+    cls = nib.Nifti1Image if 348 in sizeof_hdr else nib.Nifti2Image if 540 in sizeof_hdr else None
+    if cls is None:
+        raise DataError(f"cannot read: {what}, and it is not a NIfTI file either (no NIfTI header at its start)",
+                        path=path)
+    try:
+        return cls.from_bytes(raw)
+    except _read_errors() as exc:
+        raise DataError(f"cannot read: {what}, and read as NIfTI it is truncated or corrupt ({_short(exc, path)})",
+                        path=path) from None
+
+
+def _read_nifti(path: Path, *, case_id, expect_3d, channel):
     errors = _read_errors()
     try:
-        img = nib.load(str(path), mmap=False)
+        img = load_nifti(path)
         shape = _squeeze_trailing(img.shape)
+    except DataError as exc:  # a mislabelled file that is not NIfTI either: name the case too
+        raise DataError(exc.what, case_id=case_id, path=path) from None
     except errors as exc:
         raise _corrupt(exc, case_id, path) from exc
     if not hasattr(img, "affine") or img.affine is None:
@@ -178,6 +234,10 @@ def _read_nifti(path: Path, *, case_id, expect_3d, channel):
         # dataobj keeps the on-disk type (after scaling), unlike get_fdata's float64
         data = np.asanyarray(img.dataobj)
     except errors as exc:
+        mislabelled = _mislabelled(path)
+        if mislabelled:
+            raise DataError(f"cannot read: {mislabelled}, and read as NIfTI it is truncated or corrupt "
+                            f"({_short(exc, path)})", case_id=case_id, path=path) from exc
         raise _corrupt(exc, case_id, path) from exc
     data = data.reshape(shape)
     hdr = img.header

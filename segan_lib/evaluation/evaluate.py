@@ -1,9 +1,11 @@
 """Evaluating a segmentor on whole volumes, per subject.
 
-Volumes are predicted slice by slice on the whole preprocessed crop (each
-axial slice zero-padded to a multiple of 16, the segmentor's stride), the
-probabilities thresholded at 0.5, and every metric computed per 3-D volume
-(protocol "per_volume" of segan_lib.metrics.protocols), then averaged over volumes.
+Volumes are predicted slice by slice on the run's evaluate.field of the preprocessed
+crop (the authors' centre 160/180 of each slice, or the whole crop; see
+segan_lib.training.validation; each axial slice zero-padded to a multiple of 16, the
+segmentor's stride), the probabilities thresholded at 0.5, and every metric computed
+per 3-D volume (protocol "per_volume" of segan_lib.metrics.protocols), then averaged
+over volumes. The summary's "space" says which field was scored.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from segan_lib.metrics.protocols import PROTOCOL_NOTES
 from segan_lib.metrics.summary import summarize_table
 from segan_lib.nets.inference import predict_slices
 from segan_lib.run_files import read_checkpoint, read_settings, run_folder
-from segan_lib.training.validation import volume_metrics_table
+from segan_lib.training.validation import field_description, field_slices, volume_metrics_table
 
 
 def load_run_models(run_dir: Path, tag: str = "best"):
@@ -36,9 +38,10 @@ def load_run_models(run_dir: Path, tag: str = "best"):
     n_out = 1 if m.regions == "wt" else 3
     seg = build_segmentor(len(m.contrasts), width=m.width, n_outputs=n_out, seed=profile.train.seed)
     critic = build_critic(len(m.contrasts), n_seg_channels=n_out, input_mode=m.critic_input, width=m.width,
-                          clip_value=m.clip_value, seed=profile.train.seed)
-    model = SegAN(seg, critic, dice_weight=m.dice_weight, freeze=settings.get("freeze", "none"))
-    model.compile(learning_rate=profile.train.learning_rate)
+                          clip_value=m.clip_value, clip_scope=m.clip_scope, seed=profile.train.seed)
+    model = SegAN(seg, critic, dice_weight=m.dice_weight, freeze=settings.get("freeze", "none"),
+                  update_order=profile.train.update_order, validation_field=profile.evaluate.field)
+    model.compile(learning_rate=profile.train.learning_rate, rmsprop=profile.train.rmsprop)
     model(np.zeros((1, 16, 16, len(m.contrasts)), np.float32))
     _, arrays = read_checkpoint(Path(run_dir), tag)
     load_state_arrays(model, arrays, groups=("segmentor", "critic"), where=f"{run_dir} ({tag})")
@@ -67,7 +70,8 @@ def evaluate_run(run: str | Path, subset: str = "test", contrasts: Sequence[str]
                          f"cannot evaluate it on {len(contrasts)} ({', '.join(contrasts)})")
     cache = open_cache(profile.data_root, profile.preprocess)
     split = load_split(default_splits_path(profile.data_root), case_ids=cache.case_ids)
-    data = load_slices(cache, split.subset(subset), contrasts, profile.model.regions, "all")
+    field = profile.evaluate.field
+    data = field_slices(load_slices(cache, split.subset(subset), contrasts, profile.model.regions, "all"), field)
     probs = predict_slices(model.segmentor, data, batch_size=profile.train.batch_size)
     table = volume_metrics_table(probs, data, spacing_mm=profile.preprocess.spacing_mm, compute_hd95=compute_hd95)
     summary_table = summarize_table(table.drop(columns=["case_id"]), seed=profile.train.seed)
@@ -76,8 +80,8 @@ def evaluate_run(run: str | Path, subset: str = "test", contrasts: Sequence[str]
         "run": run_dir.name, "subset": subset, "trained_on": list(trained_on), "evaluated_on": list(contrasts),
         "checkpoint": tag, "n_subjects": len(table), "threshold": THRESHOLD,
         "protocol": "per_volume", "protocol_note": PROTOCOL_NOTES["per_volume"],
-        "space": f"preprocessed crop ({'x'.join(map(str, profile.preprocess.crop_shape))} voxels of "
-                 f"{profile.preprocess.spacing_mm:g} mm)",
+        "space": field_description(field, profile.preprocess.crop_shape, profile.preprocess.spacing_mm),
+        "field": field,
         "metrics": {r["metric"]: {k: (None if pd.isna(v) else float(v)) for k, v in r.items() if k != "metric"}
                     for r in summary_table.to_dict("records")},
     }

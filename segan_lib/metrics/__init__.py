@@ -13,6 +13,7 @@ _NAMES = {
     "SetEvaluation": "protocols",
     "Summary": "summary",
     "VolumeMetrics": "volume",
+    "ZERO_METHOD": "statistics",
     "batch_metrics": "batch",
     "binarize": "volume",
     "confusion_counts": "volume",

@@ -4,11 +4,11 @@ The study compares models on per-subject values (Dice) of the same test subjects
 every test here is paired: the two-sided Wilcoxon signed-rank test of the differences
 a - b (`wilcoxon_paired`, with the matched-pairs rank-biserial correlation as effect
 size, and `paired_difference_test`, the mean difference and p-value the claims table
-prints), and the Holm step-down adjustment of a family of p-values (`holm`). The rule for
-zero differences is a parameter, because the callers differ: the transfer analysis keeps
-them with ``zero_method="zsplit"`` (see `wilcoxon_paired` for why), the claims table uses
-scipy's default ``"wilcox"`` (which drops them). The bootstrap CI of a mean is not here
-but in `segan_lib.metrics.summary`.
+prints), and the Holm step-down adjustment of a family of p-values (`holm`). Zero
+differences follow one rule in every test of the project, ZERO_METHOD = "zsplit": they stay
+in the ranking with their ranks split evenly between W+ and W- (see `wilcoxon_paired` for
+why); the claims table and the transfer analysis both use it. The bootstrap CI of a mean is
+not here but in `segan_lib.metrics.summary`.
 """
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ from typing import Sequence
 
 import numpy as np
 from scipy import stats
+
+#: the zero-difference rule of every Wilcoxon signed-rank test of the project (scipy's `zero_method`):
+#: zero differences kept, their ranks split evenly between W+ and W- (why: `wilcoxon_paired`)
+ZERO_METHOD = "zsplit"
 
 
 @dataclass(frozen=True)
@@ -59,11 +63,11 @@ def rank_biserial(d: Sequence[float]) -> float:
     return float((w_plus - w_minus) / total) if total > 0 else float("nan")
 
 
-def wilcoxon_paired(a: Sequence[float], b: Sequence[float], zero_method: str = "zsplit") -> PairedTest:
+def wilcoxon_paired(a: Sequence[float], b: Sequence[float], zero_method: str = ZERO_METHOD) -> PairedTest:
     """Two-sided Wilcoxon signed-rank test of aligned per-subject values a and b.
 
     Pairs with a NaN on either side are dropped. Zero differences (the same Dice for both,
-    e.g. both 0 on a missed tumour) use ``zero_method="zsplit"`` by default: they stay in the
+    e.g. both 0 on a missed tumour) use ZERO_METHOD (``"zsplit"``) by default: they stay in the
     ranking with their ranks split between W+ and W-. Unlike "wilcox" (which drops them), this
     keeps n equal to the number of paired subjects and counts identical results as evidence of
     no difference, so p and the effect size are not inflated by discarding ties; it is also the
@@ -110,13 +114,13 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
     return out
 
 
-def paired_difference_test(differences: Sequence[float], zero_method: str = "wilcox") -> tuple[float, float, int]:
+def paired_difference_test(differences: Sequence[float], zero_method: str = ZERO_METHOD) -> tuple[float, float, int]:
     """(mean, p, n) of paired differences a - b: their mean, the two-sided Wilcoxon signed-rank p-value, their number.
 
     NaN differences (a subject missing a value on one side) are dropped first. With no
     difference left the mean is NaN and p = 1; with all differences zero p = 1 (scipy has no
-    variance to work with, and nothing differs). `zero_method` defaults to scipy's own
-    ("wilcox": zero differences dropped from the ranking), the rule the claims table uses.
+    variance to work with, and nothing differs). `zero_method` defaults to the project's rule,
+    ZERO_METHOD ("zsplit": zero differences kept, n counts them), as in `wilcoxon_paired`.
     """
     d = np.asarray(differences, dtype=float)
     d = d[~np.isnan(d)]

@@ -142,7 +142,8 @@ def kernel_init(kernel_size: int, filters: int, seed: int | None):
 
 
 def batch_norm(name: str, constraint=None, synchronized: bool = False):
-    """Batch normalization with the networks' epsilon and momentum (and, for the critic, clipped gamma and beta)."""
+    """Batch normalization with the networks' epsilon and momentum (gamma and beta constrained by `constraint`:
+    the critic's clip under clip_scope "all")."""
     # synchronized: statistics over the global batch when several replicas train together,
     # so N replicas of B/N slices train like one device with B (a no-op on one replica)
     return layers.BatchNormalization(

@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from segan_lib.constants import GRADES
 from segan_lib.data.cache import CachedDataset
+from segan_lib.errors import SeganError
+
+#: the group of the cases without a grade (MSD, BraTS 2023, a release without a grades file)
+UNKNOWN_GRADE = "unknown"
 
 # What each label value means, per layout (names for tables and legends).
 LABEL_NAMES = {
@@ -82,3 +88,28 @@ def tumour_slice_fraction(cache: CachedDataset) -> float:
         total += cache.meta[cid]["record"]["crop_shape"][2]
         with_tumour += len(cache.meta[cid]["tumour_slices"])
     return with_tumour / total if total else 0.0
+
+
+def subjects_per_grade(cases: Sequence, among: Iterable[str] | None = None) -> dict:
+    """One subject per grade the data set has: {"HGG": case, "LGG": case, "unknown": case}, in that order.
+
+    Each is the first case (in the data set's order) of its grade; the cases without a grade form
+    the group UNKNOWN_GRADE, so a data set without grades (MSD, BraTS 2023) gives one subject under
+    it, and grades absent from the data give no entry. `among`: only these case ids count (e.g. the
+    cache's, which leaves out the cases skipped as bad). A SeganError when no case is left.
+    """
+    keep = None if among is None else set(among)
+    picked: dict = {}
+    for case in cases:
+        if keep is not None and case.case_id not in keep:
+            continue
+        picked.setdefault(case.grade if case.grade in GRADES else UNKNOWN_GRADE, case)
+    if not picked:
+        raise SeganError("no case to show: the data set (or its preprocessed cache) holds none")
+    return {g: picked[g] for g in (*GRADES, UNKNOWN_GRADE) if g in picked}
+
+
+def viewer_subject(cases: Sequence, among: Iterable[str] | None = None):
+    """The subject the slice viewer opens on: a high-grade one when there is one, else the first of
+    `subjects_per_grade` (a low-grade one, or the first case when grades are unknown)."""
+    return next(iter(subjects_per_grade(cases, among).values()))

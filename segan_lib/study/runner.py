@@ -56,7 +56,7 @@ def run_study(profile: Profile, profile_name: str, only: list[str] | None = None
 def _skip_if_done(step: Step, tag: str, force: bool, log, t_start: float) -> bool:
     if force or not step.is_done():
         return False
-    log(f"{tag} {step.name}: already done for these parameters, skipped "
+    log(f"{tag} {step.name}: already done for these parameters and code, skipped "
         f"({step.run_dir.relative_to(paths.project_root())}); elapsed {time.perf_counter() - t_start:.0f} s")
     step.outputs = step.recorded_outputs()
     return True
@@ -78,7 +78,7 @@ def _run_step(step: Step, tag: str, force: bool, log, t_start: float, nxt: str =
         raise SeganError(f"step {step.name} finished without writing {', '.join(absent)}")
     step.outputs = outputs
     atomic_write_json(step.run_dir / "step.json", {
-        "step": step.name, "params": json.loads(json.dumps(step.params, default=str)),
+        "step": step.name, "params": json.loads(json.dumps(step.params, default=str)), "code": step.code,
         "outputs": [str(p) for p in outputs], "seconds": round(time.perf_counter() - t0, 1),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     })

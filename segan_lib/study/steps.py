@@ -1,7 +1,10 @@
 """The steps of the study and what each one is: a `Step` has a name, the parameters that decide its
 outputs, the function that makes them, and the steps it waits for. A step is done when its outputs
-exist and were made with the same parameters (a `step.json` written last into the step's run folder,
-runs/<step>__<params key>/, records them). `study_steps` lists a profile's steps in order: the data
+exist and were made with the same parameters by the same code (a `step.json` written last into the
+step's run folder, runs/<step>__<key>/, records them). The key hashes the parameters and the code
+the step runs (`code_hash`: every segan_lib/**/*.py and the step's notebook), so a changed library
+file or notebook gives new folders and the step runs again instead of being "already done".
+`study_steps` lists a profile's steps in order: the data
 (phantom, preprocessing, split), the exploration notebook, the paper's models, evaluation, transfer
 matrix and results, and the transfer study; `planned_runs` names the run folders they use.
 """
@@ -19,6 +22,38 @@ from segan_lib.data.profile_data import open_profile_dataset
 from segan_lib.study.notebook import run_notebook
 
 
+CODE_HASH_LENGTH = 10  # hex digits of the sha256 kept in a step's `code`
+
+
+def library_files() -> list[Path]:
+    """Every segan_lib/**/*.py, sorted by path: the library code every step runs."""
+    package = paths.checkout_root() / "segan_lib"
+    return sorted(package.rglob("*.py"), key=lambda p: p.relative_to(package).as_posix())
+
+
+def _digest(files: list[Path]) -> str:
+    """sha256 over each file's name (relative to the checkout when inside it), length and bytes, in order.
+
+    Read every time (a few milliseconds for the whole library), never cached by modification time:
+    an edit within the file system's timestamp resolution must count too.
+    """
+    h = hashlib.sha256()
+    root = paths.checkout_root()
+    for p in files:
+        data = p.read_bytes()
+        h.update(f"{p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def code_hash(notebook: str | None = None) -> str:
+    """Short sha256 of the code a step runs: every file of `library_files()` and notebooks/<notebook>."""
+    h = hashlib.sha256(_digest(library_files()).encode())
+    if notebook:
+        h.update(b"\0" + (paths.notebooks_dir() / notebook).read_bytes())
+    return h.hexdigest()[:CODE_HASH_LENGTH]
+
+
 @dataclass
 class Step:
     name: str
@@ -29,10 +64,18 @@ class Step:
     outputs: list[Path] = field(default_factory=list)
     needs: list[str] | None = None  # names of the steps it waits for; None: every step before it
     parallel: bool = False  # may run in its own process beside others (study --jobs)
+    notebook: str | None = None  # the notebook it executes (part of its code)
+    code: str | None = None  # code_hash(notebook), taken when the step is made (so one run keeps one key)
+
+    def __post_init__(self):
+        if self.code is None:
+            self.code = code_hash(self.notebook)
 
     @property
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(self.params, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        """Short sha256 of the parameters and the code: a change of either gives another run folder."""
+        payload = {"params": self.params, "code": self.code}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
     @property
     def run_dir(self) -> Path:
@@ -50,8 +93,9 @@ class Step:
             info = json.loads(marker.read_text())
         except json.JSONDecodeError:
             return False
-        return info.get("params") == json.loads(json.dumps(self.params, default=str)) and all(
-            Path(p).exists() for p in info.get("outputs", []))
+        # the code is in the key (so in the folder's name); a record that names another code is not this step's
+        return info.get("params") == json.loads(json.dumps(self.params, default=str)) and \
+            info.get("code", self.code) == self.code and all(Path(p).exists() for p in info.get("outputs", []))
 
 
 def study_steps(profile: Profile, profile_name: str, with_models: bool = True) -> list[Step]:
@@ -133,7 +177,7 @@ def _exploration_step(profile: Profile, profile_name: str, base_overrides: dict)
         return [nb] + written
 
     return Step("01_data_exploration", "data exploration notebook (figures of the data set)",
-                explore_params, run_explore)
+                explore_params, run_explore, notebook="01_data_exploration.ipynb")
 
 
 # ---------------------------------------------------------------- the paper
@@ -173,7 +217,8 @@ def _model_steps(profile: Profile, profile_name: str, base_overrides: dict,
         kind = "fine-tune" if source else "train"
         model_steps[spec.key] = Step(f"{'finetune' if source else 'train'}_{spec.key}", f"{kind} {spec.label}",
                                      params, run_model, fresh_run_dir=True, parallel=True,
-                                     needs=[s.name for s in data_steps] + ([source.name] if source else []))
+                                     needs=[s.name for s in data_steps] + ([source.name] if source else []),
+                                     notebook="05_fine_tuning.ipynb" if source else "02_training.ipynb")
     return model_steps
 
 
@@ -184,7 +229,7 @@ def _evaluation_step(evaluated: Step) -> Step:
         return [nb, paths.figures_dir() / f"eval_{evaluated.run_dir.name}_test.png"]
 
     return Step("03_evaluation", "per-subject evaluation of the four-contrast SegAN_IO",
-                {"run": evaluated.key, "notebook_version": 1}, run_evaluation)
+                {"run": evaluated.key, "notebook_version": 1}, run_evaluation, notebook="03_evaluation.ipynb")
 
 
 def _transfer_matrix_step(singles: dict[str, Step]) -> Step:
@@ -195,7 +240,8 @@ def _transfer_matrix_step(singles: dict[str, Step]) -> Step:
         return [nb, paths.figures_dir() / "fig3_transfer_matrix.png"]
 
     return Step("04_transfer_matrix", "every single-contrast model on every contrast (Fig. 3)",
-                {"runs": {c: s.key for c, s in singles.items()}, "notebook_version": 1}, run_transfer)
+                {"runs": {c: s.key for c, s in singles.items()}, "notebook_version": 1}, run_transfer,
+                notebook="04_transfer_matrix.ipynb")
 
 
 def _results_step(model_steps: dict[str, Step], singles: dict[str, Step]) -> Step:
@@ -218,7 +264,8 @@ def _results_step(model_steps: dict[str, Step], singles: dict[str, Step]) -> Ste
             figures / f"{f}.{ext}" for f in ("fig2_validation_dice_loss", "fig3_transfer_matrix") for ext in ("png", "pdf")]
 
     return Step("06_results", "Tables I-III, Fig. 2, Fig. 3 and the claims, from the saved runs",
-                {"models": {k: s.key for k, s in model_steps.items()}, "notebook_version": 1}, run_results)
+                {"models": {k: s.key for k, s in model_steps.items()}, "notebook_version": 1}, run_results,
+                notebook="06_results.ipynb")
 
 
 # ---------------------------------------------------------------- the transfer study
@@ -235,7 +282,7 @@ def _transfer_step(profile: Profile, profile_name: str, base_overrides: dict, ne
         return [nb] + [figures / name for name in OUTPUT_NAMES]
 
     return Step("07_transfer_study", "the transfer study: strategies, data efficiency, seeds, missing contrasts",
-                params, run, parallel=True, needs=needs)
+                params, run, parallel=True, needs=needs, notebook="07_transfer_study.ipynb")
 
 
 def planned_runs(profile_name: str = "quick", overrides: dict | None = None) -> dict:

@@ -221,7 +221,7 @@ def missing_contrast_results(profile: Profile, run: TransferRun, log: Callable |
     from segan_lib.data.cache import open_cache
     from segan_lib.evaluation.evaluate import load_run_models
     from segan_lib.nets.inference import predict_slices
-    from segan_lib.training.validation import volume_metrics_table
+    from segan_lib.training.validation import field_slices, volume_metrics_table
     from segan_lib.data.pipeline import load_slices
     from segan_lib.data.splits import default_splits_path, load_split
 
@@ -230,7 +230,8 @@ def missing_contrast_results(profile: Profile, run: TransferRun, log: Callable |
     contrasts = tuple(run_prof.model.contrasts)
     cache = open_cache(run_prof.data_root, run_prof.preprocess)
     split = load_split(default_splits_path(run_prof.data_root), case_ids=cache.case_ids)
-    data = load_slices(cache, split.test, contrasts, run_prof.model.regions, "all")
+    data = field_slices(load_slices(cache, split.test, contrasts, run_prof.model.regions, "all"),
+                        run_prof.evaluate.field)  # scored as evaluate_run scores
     means = training_means(cache, split.train, contrasts)
     full_images = data.images
     rows = []

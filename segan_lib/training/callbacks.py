@@ -1,5 +1,6 @@
 """The trainer's epoch-end callback: after every batch a check that the losses are finite, and after
-every epoch, in this order, validation per volume, the early-stopping count, the checkpoints (best
+every epoch, in this order, validation per volume (on the model's validation_field, a profile's
+evaluate.field: segan_lib.training.validation.field_slices), the early-stopping count, the checkpoints (best
 when it improved, and last), history.csv and the epoch's log line. It shares a `state` dict with the
 trainer (history, epoch reached, early-stopping counters, why training stopped), so the run's result is
 read from there. Keras is imported only when the callback is made: a multi-worker strategy must exist
@@ -31,7 +32,9 @@ def make_callbacks(run_dir, model_ref, val_data, state, patience, batch_size, lo
     import keras
 
     from segan_lib.nets.inference import predict_slices
-    from segan_lib.training.validation import volume_metrics_table
+    from segan_lib.training.validation import field_slices, volume_metrics_table
+
+    val_data = field_slices(val_data, getattr(model_ref, "validation_field", "crop"))  # evaluate.field
 
     class EpochEnd(keras.callbacks.Callback):
         """Validation per volume, non-finite check, checkpoints, early stopping, history: in that order."""

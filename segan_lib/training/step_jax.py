@@ -5,17 +5,21 @@ Keras' JAX trainer jit-compiles ``train_step(state, data)`` and ``test_step(stat
 ``model.trainable_variables``, ``model.non_trainable_variables``, ``model.optimizer.variables``
 (train step only) and ``model.metrics_variables``; the step returns ``(logs, new_state)``.
 `SegAN.train_step` / `test_step` call these on the JAX backend. The computation and its order
-are those of the TensorFlow step in segan_lib.training.segan:
+are those of the TensorFlow step in segan_lib.training.segan, for either ``model.update_order``:
 
-1. unless ``freeze="critic"``: the critic's update, maximising the multi-scale L1 between its
-   features of (image, truth) and (image, prediction); its RMSprop then applies the clip
-   constraint (``optimizer.stateless_apply`` does both, as ``apply`` does under TensorFlow);
-2. the segmentor's update, minimising L1 + dice_weight * soft Dice through the updated critic.
+- "joint" (the authors'): one segmentor pass and the critic's two passes; the segmentor's loss
+  (L1 + dice_weight * soft Dice) and the critic's (-L1) pulled back through the same forward
+  pass (``jax.vjp``), so both gradients are taken at the same weights; then the segmentor's
+  update, then the critic's (skipped when ``freeze="critic"``) and its clip constraint
+  (``optimizer.stateless_apply`` applies both, as ``apply`` does under TensorFlow);
+- "critic_first": unless ``freeze="critic"``, the critic's update, maximising the multi-scale
+  L1 between its features of (image, truth) and (image, prediction), and its clip; then the
+  segmentor's update, minimising L1 + dice_weight * soft Dice through the updated critic.
 
 Every forward pass in training mode moves the batch-norm statistics, in the same sequence
-as under TensorFlow: the segmentor's on each of its passes (two per step, one with the
-critic frozen), the critic's on each of its four calls (none when frozen: a frozen critic
-runs in inference mode).
+as under TensorFlow: the segmentor's on each of its passes (joint: one per step;
+critic_first: two, one with the critic frozen), the critic's on each of its calls (joint:
+two, critic_first: four; none when frozen: a frozen critic runs in inference mode).
 
 Each gradient is taken of ``optimizer.scale_loss(loss)`` (a LossScaleOptimizer under
 float16 scales it; ``stateless_apply`` unscales), as in the TensorFlow step. The trainer
@@ -109,9 +113,49 @@ def train_step(model, state, data):
     current = _Values((model.trainable_variables, trainable), (model.non_trainable_variables, non_trainable),
                       (model.optimizer.variables, optimizer_values), (model.metrics_variables, metric_values))
     images, truth, _ = keras.utils.unpack_x_y_sample_weight(data)
-    segmentor, critic = model.segmentor, model.critic
-    critic_training = model.freeze != "critic"
+    step = _joint if model.update_order == "joint" else _critic_first
+    seg_loss, critic_loss, l1, d_loss, prediction = step(model, current, images, truth, model.freeze != "critic")
+    values = {"seg_loss": seg_loss, "critic_loss": critic_loss, "l1": l1, "dice_loss": d_loss,
+              "dice": keras.ops.mean(dice_per_sample(truth, prediction))}
+    logs = _track(model.trackers, values, current)
+    new_state = (current.get(model.trainable_variables), current.get(model.non_trainable_variables),
+                 current.get(model.optimizer.variables), current.get(model.metrics_variables))
+    return logs, new_state
 
+
+def _joint(model, current: _Values, images, truth, critic_training: bool):
+    """The authors' step: both gradients from one forward pass at the same weights; segmentor's update, then critic's."""
+    segmentor, critic = model.segmentor, model.critic
+
+    def losses(segmentor_trainable, critic_trainable):
+        prediction, segmentor_non_trainable = segmentor.stateless_call(
+            segmentor_trainable, current.get(segmentor.non_trainable_variables), images, training=True)
+        l1, critic_non_trainable = _l1(model, critic_trainable, current.get(critic.non_trainable_variables), images,
+                                       truth, prediction, training=critic_training)
+        d_loss = dice_loss(truth, prediction)
+        seg_loss = l1 + model.dice_weight * d_loss
+        critic_loss = -l1
+        scaled = (_scaled_loss(model.seg_optimizer, current, seg_loss),
+                  _scaled_loss(model.critic_optimizer, current, critic_loss))
+        return scaled, (seg_loss, critic_loss, l1, d_loss, prediction, segmentor_non_trainable, critic_non_trainable)
+
+    scaled, pull_back, aux = jax.vjp(losses, current.get(segmentor.trainable_variables),
+                                     current.get(critic.trainable_variables), has_aux=True)
+    seg_scaled, critic_scaled = scaled
+    seg_grads, _ = pull_back((jax.numpy.ones_like(seg_scaled), jax.numpy.zeros_like(critic_scaled)))
+    seg_loss, critic_loss, l1, d_loss, prediction, segmentor_non_trainable, critic_non_trainable = aux
+    current.set(segmentor.non_trainable_variables, segmentor_non_trainable)
+    current.set(critic.non_trainable_variables, critic_non_trainable)
+    _apply(model.seg_optimizer, current, seg_grads, segmentor.trainable_variables)
+    if critic_training:
+        _, critic_grads = pull_back((jax.numpy.zeros_like(seg_scaled), jax.numpy.ones_like(critic_scaled)))
+        _apply(model.critic_optimizer, current, critic_grads, critic.trainable_variables)  # then the clip constraint
+    return seg_loss, critic_loss, l1, d_loss, prediction
+
+
+def _critic_first(model, current: _Values, images, truth, critic_training: bool):
+    """PyTorch SegAN's order: the critic's update (and clip), then the segmentor's through the updated critic."""
+    segmentor, critic = model.segmentor, model.critic
     if critic_training:
         prediction, segmentor_non_trainable = segmentor.stateless_call(
             current.get(segmentor.trainable_variables), current.get(segmentor.non_trainable_variables), images,
@@ -148,13 +192,7 @@ def train_step(model, state, data):
     _apply(model.seg_optimizer, current, grads, segmentor.trainable_variables)
     if not critic_training:
         critic_loss = -l1
-
-    values = {"seg_loss": seg_loss, "critic_loss": critic_loss, "l1": l1, "dice_loss": d_loss,
-              "dice": keras.ops.mean(dice_per_sample(truth, prediction))}
-    logs = _track(model.trackers, values, current)
-    new_state = (current.get(model.trainable_variables), current.get(model.non_trainable_variables),
-                 current.get(model.optimizer.variables), current.get(model.metrics_variables))
-    return logs, new_state
+    return seg_loss, critic_loss, l1, d_loss, prediction
 
 
 def test_step(model, state, data):

@@ -141,6 +141,17 @@ def _check_resume(run: _Run, settings: dict, resume: bool) -> None:
     old = json.loads((run_dir / "settings.json").read_text()) if (run_dir / "settings.json").exists() else None
     if old is None:
         raise TrainingError(f"cannot resume {run_name}: no settings.json in {run_dir}")
+
+    def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+        out = []
+        for k in sorted(set(a) | set(b)):
+            x, y = a.get(k), b.get(k)
+            if isinstance(x, dict) and isinstance(y, dict):
+                out += differences(x, y, f"{prefix}{k}.")
+            elif x != y:
+                out.append(f"{prefix}{k}: {x!r} in the run, {y!r} now")
+        return out
+
     for key in ("profile", "freeze", "init_from", "contrast_dropout"):
         if key == "profile":  # more epochs or patience may be given to a resumed run
             a, b = dict(old[key]), dict(settings[key])
@@ -149,8 +160,10 @@ def _check_resume(run: _Run, settings: dict, resume: bool) -> None:
         else:
             a, b = old.get(key, 0.0 if key == "contrast_dropout" else None), settings[key]
         if a != b:
+            diff = differences(a, b) if key == "profile" else [f"{a!r} in the run, {b!r} now"]
             raise TrainingError(f"cannot resume {run_name}: its {key} settings differ from the ones given now "
-                                f"(see {run_dir / 'settings.json'})")
+                                f"({'; '.join(diff[:5])}; see {run_dir / 'settings.json'}); `segan train --name "
+                                f"{run_name} --resume` takes the run's own settings")
 
 
 def _start(run: _Run, settings: dict) -> None:
@@ -216,9 +229,10 @@ def _build_model(run: _Run, data: _RunData, freeze: str, xla: bool):
     with _dtype_policy(t.precision), run.placement.scope():
         segmentor = build_segmentor(len(m.contrasts), width=m.width, n_outputs=n_out, seed=seed, sync_batchnorm=sync)
         critic = build_critic(len(m.contrasts), n_seg_channels=n_out, input_mode=m.critic_input, width=m.width,
-                              clip_value=m.clip_value, seed=seed, sync_batchnorm=sync)
-        model = SegAN(segmentor, critic, dice_weight=m.dice_weight, freeze=freeze)
-        model.compile(learning_rate=t.learning_rate, **({"jit_compile": True} if xla else {}))
+                              clip_value=m.clip_value, clip_scope=m.clip_scope, seed=seed, sync_batchnorm=sync)
+        model = SegAN(segmentor, critic, dice_weight=m.dice_weight, freeze=freeze, update_order=t.update_order,
+                      validation_field=run.profile.evaluate.field)
+        model.compile(learning_rate=t.learning_rate, rmsprop=t.rmsprop, **({"jit_compile": True} if xla else {}))
         if xla and run.log:
             run.log(f"train: train step compiled with XLA: {bool(model.jit_compile)}")
         model(np.zeros((1, data.crop, data.crop, len(m.contrasts)), np.float32))
@@ -343,6 +357,7 @@ def _op_determinism_enabled() -> bool:
 
 
 def _deterministic_ops() -> None:
+    """TensorFlow's op determinism on; a TrainingError when it cannot be, never a silent fallback."""
     import keras
 
     if keras.backend.backend() != "tensorflow":  # nothing to switch on; and TensorFlow may be absent
@@ -351,8 +366,11 @@ def _deterministic_ops() -> None:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    except Exception:
-        pass
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the run would not be reproducible
+        raise TrainingError(
+            f"cannot switch on TensorFlow's op determinism ({exc.__class__.__name__}: {exc}), so the same seed "
+            "would not give the same weights; nothing was trained (XLA, --xla or SEGAN_XLA=1, trains without it "
+            "on purpose)") from exc
 
 
 def train_or_resume(profile: Profile, run_name: str, **kwargs) -> RunResult:

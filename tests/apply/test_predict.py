@@ -332,3 +332,40 @@ def test_an_unwritable_output_folder_is_a_clear_error(env, bundle, tmp_path, mon
     with pytest.raises(SeganError, match="not writable"):
         predict_file_set(bundle, files, locked / "mask.nii.gz")
     assert list(locked.iterdir()) == []
+
+
+def test_warnings_of_opening_the_input_reach_the_user(tmp_path):
+    """A case the input folder's listing leaves out is warned about, not swallowed (no model needed)."""
+    from segan_lib.apply.predict import open_input
+    from segan_lib.data import BadCaseWarning
+    from tests.layout_trees import make_brats2018_tree
+
+    written = make_brats2018_tree(tmp_path / "scans", 3)
+    ids = sorted(written)
+    written[ids[1]].files["t2"].unlink()
+    with pytest.warns(BadCaseWarning, match=ids[1]):
+        ds = open_input(tmp_path / "scans")
+    assert ds.case_ids == [ids[0], ids[2]]
+    # one case folder, read through its parent: the warnings about the other cases there are not its own ...
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        one = open_input(tmp_path / "scans" / ids[0])
+    assert one.case_ids == [ids[0]] and not [w for w in caught if ids[1] in str(w.message)]
+    # ... and a bad one says why it cannot be used, rather than "no case found"
+    from segan_lib.errors import DataError
+
+    with pytest.raises(DataError, match=f"cannot be used: .*{ids[1]}.*missing t2"):
+        open_input(tmp_path / "scans" / ids[1])
+
+
+def test_evaluate_without_any_label_is_refused(tmp_path):
+    from segan_lib.apply.predict import predict_folder
+    from segan_lib.errors import SeganError
+    from tests.layout_trees import make_brats2018_tree
+
+    make_brats2018_tree(tmp_path / "scans", 2, with_label=False)
+    with pytest.raises(SeganError, match="--evaluate.*none of its 2 case"):
+        predict_folder(object(), tmp_path / "scans", tmp_path / "masks", evaluate=True)  # refused before predicting
+    assert not (tmp_path / "masks").exists()

@@ -141,7 +141,32 @@ def test_truncated_header_and_garbage_nii_gz(tmp_path):
     path.write_bytes(b"this is not a gzip stream at all" * 20)
     with pytest.raises(DataError) as ei:
         read_volume(path, case_id="c7")
-    check(ei, case_id="c7", file="x.nii.gz", says="truncated or corrupt")
+    msg = check(ei, case_id="c7", file="x.nii.gz", says=["not gzip-compressed", "not a NIfTI file either"])
+    assert "truncated or corrupt" not in msg
+
+
+def test_an_uncompressed_nifti_named_nii_gz_is_read_by_its_content(tmp_path):
+    import nibabel as nib
+
+    data = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)  # not constant: a valid image
+    plain = tmp_path / "scan.nii"
+    nib.save(nib.Nifti1Image(data, np.diag([2.0, 3.0, 4.0, 1.0])), str(plain))
+    assert plain.read_bytes()[:2] != b"\x1f\x8b"
+    mislabelled = tmp_path / "scan.nii.gz"
+    plain.rename(mislabelled)  # what a converter that forgot to compress leaves behind
+    vol = read_volume(mislabelled, case_id="c1")
+    np.testing.assert_array_equal(vol.data, data)
+    assert vol.spacing == (2.0, 3.0, 4.0) and vol.header["format"] == "nifti1"
+    # the other way round: a gzip stream named .nii
+    named_nii = tmp_path / "other.nii"
+    named_nii.write_bytes(gzip.compress(mislabelled.read_bytes()))
+    np.testing.assert_array_equal(read_volume(named_nii, case_id="c1").data, data)
+    # uncompressed and cut short: says both what the file is and that it is truncated
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(mislabelled.read_bytes()[:400])  # header (352 bytes) and part of the voxels
+    with pytest.raises(DataError) as ei:
+        read_volume(cut, case_id="c1")
+    check(ei, case_id="c1", file="cut.nii.gz", says=["not gzip-compressed", "truncated"])
 
 
 def test_truncated_msd_4d_file(tmp_path):

@@ -102,3 +102,24 @@ def test_two_workers_give_the_same_bytes(workspace):
         f.unlink()
     two = build_cache(open_dataset(root), CFG, workers=2, log=None)
     assert {c: two.images(c).tobytes() for c in two.case_ids} == blobs
+
+
+def test_worker_pools_never_fork():
+    """Pools started after TensorFlow may be loaded use forkserver (Linux) or spawn: a forked child
+    inherits other threads' locks held, and can hang."""
+    import sys
+
+    from segan_lib.data.workers import process_pool, start_method
+
+    assert start_method() == ("forkserver" if sys.platform.startswith("linux") else "spawn")
+    with process_pool(1) as pool:
+        assert pool._mp_context.get_start_method() == start_method()
+        assert list(pool.map(abs, [-2, 3])) == [2, 3]
+    from pathlib import Path
+
+    import segan_lib
+
+    library = Path(segan_lib.__file__).parent
+    direct = [str(p.relative_to(library)) for p in library.rglob("*.py") if p.name != "workers.py"
+              and any(s in p.read_text() for s in ("ProcessPoolExecutor(", "multiprocessing.Pool(", '"fork"'))]
+    assert direct == [], f"pools made without segan_lib.data.workers.process_pool: {direct}"

@@ -379,3 +379,52 @@ def test_contrast_offsets_distinguish_contrasts(tmp_path):
         arrays = load_case(open_dataset(tmp_path / sub)[0])
         for contrast, offset in CONTRAST_OFFSETS.items():
             assert abs(float(np.median(arrays.images[contrast])) - offset) < 40, (sub, contrast)
+
+
+def _deny_listing(monkeypatch, *locked):
+    """os.scandir / os.listdir raise PermissionError on these folders (simulated: the tests may run as
+    root, whom no mode bit stops)."""
+    import os
+    from pathlib import Path
+
+    locked = {Path(p) for p in locked}
+    real_scandir, real_listdir = os.scandir, os.listdir
+
+    def guard(real):
+        def call(path=".", *args):
+            if Path(path) in locked:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real(path, *args)
+        return call
+
+    monkeypatch.setattr(os, "scandir", guard(real_scandir))
+    monkeypatch.setattr(os, "listdir", guard(real_listdir))
+
+
+def test_an_unreadable_case_folder_is_reported_not_dropped_silently(tmp_path, monkeypatch):
+    from segan_lib.data import UnreadableFolderWarning
+
+    written = make_brats2018_tree(tmp_path / "b18", 3)
+    ids = sorted(written)
+    locked = tmp_path / "b18" / ids[1]
+    _deny_listing(monkeypatch, locked)
+    with pytest.warns(UnreadableFolderWarning) as rec:
+        ds = open_dataset(tmp_path / "b18")
+    assert ds.case_ids == [ids[0], ids[2]]  # the other cases still open
+    (message,) = [str(w.message) for w in rec if issubclass(w.category, UnreadableFolderWarning)]
+    assert str(locked) in message and "permission denied" in message and "cannot list 1 folder" in message
+    # the data set folder itself: a clear error, not "no layout recognised" alone
+    _deny_listing(monkeypatch, tmp_path / "b18")
+    with pytest.raises(DataError, match="cannot be listed: permission denied"):
+        open_dataset(tmp_path / "b18")
+
+
+def test_an_unreadable_brats2015_contrast_folder_is_named(tmp_path, monkeypatch):
+    written = make_brats2015_tree(tmp_path, 1, 0)
+    (cid,) = written
+    flair_dir = written[cid].files["flair"].parent
+    _deny_listing(monkeypatch, flair_dir)
+    with pytest.raises(DataError) as ei:
+        open_dataset(tmp_path)
+    msg = str(ei.value)
+    assert cid in msg and str(flair_dir) in msg and "cannot list the flair image folder (permission denied)" in msg

@@ -71,6 +71,25 @@ def test_written_once_reused_never_silently_overwritten(tmp_path):
     assert not list(tmp_path.glob(".splits.json.*"))  # no temporary left behind
 
 
+def test_a_split_of_another_stratification_is_refused_not_reused(tmp_path):
+    path = tmp_path / "splits.json"
+    graded = {f"c{i}": "HGG" if i < 15 else "LGG" for i in range(20)}
+    split, _ = ensure_split(path, graded, seed=0, stratify=False)  # written without stratifying
+    assert split.stratified_by is None
+    with pytest.raises(DataError) as ei:
+        ensure_split(path, graded, seed=0)  # now stratified by grade is asked for
+    msg = str(ei.value)
+    assert str(path) in msg and "not stratified" in msg and "stratified by grade is asked for" in msg
+    assert "segan split --force" in msg
+    path.unlink()
+    ensure_split(path, graded, seed=0)
+    with pytest.raises(DataError, match="is stratified by grade, but a split not stratified is asked for"):
+        ensure_split(path, graded, seed=0, stratify=False)
+    with pytest.raises(DataError, match="grades unknown"):  # the grades file gone: cannot stratify any more
+        ensure_split(path, dict.fromkeys(graded), seed=0)
+    assert ensure_split(path, graded, seed=0)[1] is False  # the same request still reuses it
+
+
 def test_corrupt_split_file_is_named(tmp_path):
     path = tmp_path / "splits.json"
     path.write_text("{not json")

@@ -117,6 +117,7 @@ def _assert_same_run(root, a, b):
         np.testing.assert_allclose(wb[key], wa[key], atol=WEIGHT_ATOL, err_msg=f"{b} vs {a}: {key}")
 
 
+@pytest.mark.slow  # three trainings, two of them distributed
 def test_one_device_two_logical_cpus_and_two_workers_train_alike(tiny_root):
     _run(_train_command("one_device"), _env(tiny_root))
 
@@ -140,6 +141,7 @@ def test_one_device_two_logical_cpus_and_two_workers_train_alike(tiny_root):
     assert (tiny_root / "runs" / "two_workers" / "bundle" / "card.json").exists()  # the chief finished the run
 
 
+@pytest.mark.slow  # a mirrored training, stopped and resumed
 def test_a_mirrored_run_resumes_exactly(tiny_root):
     env = _env(tiny_root, SEGAN_LOGICAL_CPUS="2")
     _run(_train_command("mirrored_resumed", "--strategy", "mirrored", "--epochs", "1"), env)

@@ -4,8 +4,12 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from segan_lib import paths
 from tests.training.test_training import TINY, arrays, assert_same_state, root, tiny_root  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.slow  # two trainings in subprocesses, one killed and resumed
 
 
 def test_resume_after_a_real_sigkill(root):

@@ -19,6 +19,8 @@ from segan_lib.config import load_profile
 
 NOTEBOOKS = paths.checkout_root() / "notebooks"
 SANITIZE = paths.checkout_root() / "tests" / "nbval_sanitize.cfg"
+# the slow tier: the study trains its 13 models and the transfer study's, and nbval runs every notebook
+slow = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,7 @@ def study_root(tmp_path_factory):
         os.environ["SEGAN_ROOT"] = old
 
 
+@slow
 def test_the_smoke_study_regenerates_every_table_and_figure(study_root, monkeypatch):
     root, steps, lines = study_root
     monkeypatch.setenv("SEGAN_ROOT", str(root))
@@ -76,6 +79,7 @@ def test_the_smoke_study_regenerates_every_table_and_figure(study_root, monkeypa
     assert len(dropout) == (15 + 1) * 2  # every subset and the average, zero and mean fill
 
 
+@slow
 def test_a_rerun_skips_every_step(study_root, monkeypatch):
     root, steps, _ = study_root
     monkeypatch.setenv("SEGAN_ROOT", str(root))
@@ -93,6 +97,7 @@ def nbval(root, *args):
                           env=env, capture_output=True, text=True, cwd=str(paths.checkout_root()))
 
 
+@slow
 @pytest.mark.parametrize("notebook", ["01_data_exploration", "02_training", "03_evaluation", "04_transfer_matrix",
                                       "05_fine_tuning", "06_results", "07_transfer_study"])
 def test_notebook_runs_with_its_defaults(study_root, notebook):
@@ -101,6 +106,7 @@ def test_notebook_runs_with_its_defaults(study_root, notebook):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
 
 
+@slow
 def test_viewer_demo_outputs_match_strictly(study_root):
     root, _, _ = study_root
     res = nbval(root, "--nbval", "--nbval-sanitize-with", str(SANITIZE), str(NOTEBOOKS / "00_viewer_demo.ipynb"))

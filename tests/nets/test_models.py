@@ -192,15 +192,34 @@ def test_clip_constraint_config():
         ClipConstraint(0.0)
 
 
-def test_critic_all_trainable_weights_are_constrained_segmentor_none():
-    critic = build_critic(1, 1, "concat", width=W, clip_value=0.05)
-    assert critic.trainable_variables
+def _clipped_by_scope(path: str, scope: str) -> bool:
+    """Whether a critic weight is clipped under a clip scope: kernels only (the authors'), or every one."""
+    return scope == "all" or path.endswith("kernel")
+
+
+@pytest.mark.parametrize("scope", ["kernels", "all"])
+def test_critic_constraints_follow_the_clip_scope_segmentor_none(scope):
+    critic = build_critic(1, 1, "concat", width=W, clip_value=0.05, clip_scope=scope)
+    paths = [v.path for v in critic.trainable_variables]
+    # conv1 has a bias (no batch norm after it); conv2 and conv3 have batch-norm gamma and beta
+    assert {"conv1/kernel", "conv1/bias", "conv2/kernel", "bn2/gamma", "bn2/beta", "conv3/kernel"} <= set(paths)
     for v in critic.trainable_variables:
-        assert isinstance(v.constraint, ClipConstraint), v.path
+        if _clipped_by_scope(v.path, scope):
+            assert isinstance(v.constraint, ClipConstraint), v.path
+        else:
+            assert v.constraint is None, v.path
     seg = build_segmentor(1, width=W)
     assert all(v.constraint is None for v in seg.trainable_variables)
-    unclipped = build_critic(1, 1, "concat", width=W, clip_value=None)
+    unclipped = build_critic(1, 1, "concat", width=W, clip_value=None, clip_scope=scope)
     assert all(v.constraint is None for v in unclipped.trainable_variables)
+
+
+def test_the_default_clip_scope_is_the_authors_kernels_only():
+    critic = build_critic(1, 1, "concat", width=W)
+    assert [v.path for v in critic.trainable_variables if v.constraint is not None] == [
+        "conv1/kernel", "conv2/kernel", "conv3/kernel"]
+    with pytest.raises(ValueError, match="clip_scope"):
+        build_critic(1, 1, "concat", width=W, clip_scope="biases")
 
 
 def _push_all_up(model, lr=1.0):
@@ -212,14 +231,16 @@ def _push_all_up(model, lr=1.0):
     opt.apply_gradients(zip(grads, model.trainable_variables))
 
 
-def test_optimizer_update_is_clipped_after_step():
+@pytest.mark.parametrize("scope", ["kernels", "all"])
+def test_optimizer_update_is_clipped_after_step(scope):
     clip = 0.05
-    critic = build_critic(1, 1, "concat", width=W, clip_value=clip)
+    critic = build_critic(1, 1, "concat", width=W, clip_value=clip, clip_scope=scope)
     _push_all_up(critic)
     for v in critic.trainable_variables:
-        np.testing.assert_allclose(_np(v), clip, err_msg=v.path)  # pushed to +1, came back to the bound
+        # pushed to +1: a clipped weight came back to the bound, the others stayed at 1
+        np.testing.assert_allclose(_np(v), clip if _clipped_by_scope(v.path, scope) else 1.0, err_msg=v.path)
     # the same update without constraints really leaves the range
-    free = build_critic(1, 1, "concat", width=W, clip_value=None)
+    free = build_critic(1, 1, "concat", width=W, clip_value=None, clip_scope=scope)
     _push_all_up(free)
     assert all(np.allclose(_np(v), 1.0) for v in free.trainable_variables)
     # the segmentor is never clipped
@@ -229,11 +250,12 @@ def test_optimizer_update_is_clipped_after_step():
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="uses a TensorFlow gradient tape")
-def test_real_critic_step_with_large_lr_stays_clipped():
+@pytest.mark.parametrize("scope", ["kernels", "all"])
+def test_real_critic_step_with_large_lr_stays_clipped(scope):
     import tensorflow as tf
 
     clip = 0.05
-    critic = build_critic(1, 1, "concat", width=W, clip_value=clip)
+    critic = build_critic(1, 1, "concat", width=W, clip_value=clip, clip_scope=scope)
     opt = keras.optimizers.RMSprop(learning_rate=10.0)
     img, real, fake = _rand(4, 32, 32, 1), (_rand(4, 32, 32, 1) > 0.5).astype("float32"), _rand(4, 32, 32, 1)
     before = [_np(v).copy() for v in critic.trainable_variables]
@@ -243,7 +265,10 @@ def test_real_critic_step_with_large_lr_stays_clipped():
     opt.apply_gradients(zip(grads, critic.trainable_variables))
     assert any(not np.allclose(b, _np(v)) for b, v in zip(before, critic.trainable_variables))
     for v in critic.trainable_variables:
-        assert np.all(np.abs(_np(v)) <= clip + 1e-7), v.path
+        if _clipped_by_scope(v.path, scope):
+            assert np.all(np.abs(_np(v)) <= clip + 1e-7), v.path
+    if scope == "kernels":  # a step of lr 10 takes the unclipped ones (bias, gamma, beta) out of the range
+        assert any(np.abs(_np(v)).max() > clip for v in critic.trainable_variables if not v.path.endswith("kernel"))
 
 
 # ----------------------------------------------------------------------------- seeds
@@ -364,7 +389,8 @@ def test_save_load_round_trip(tmp_path):
     assert len(f2) == 4
     for a, b in zip(f1, f2):
         np.testing.assert_allclose(_np(b), _np(a), rtol=1e-6, atol=1e-7)
-    assert all(isinstance(v.constraint, ClipConstraint) for v in critic2.trainable_variables)
+    for v in critic2.trainable_variables:  # the default clip scope, kernels only, survives the round trip
+        assert isinstance(v.constraint, ClipConstraint) if v.path.endswith("kernel") else v.constraint is None, v.path
     assert critic2.get_layer("critic_input").mode == "mask"
 
 

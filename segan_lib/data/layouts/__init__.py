@@ -27,7 +27,9 @@ from __future__ import annotations
 from segan_lib.data.layouts.brats2015 import Brats2015Layout
 from segan_lib.data.layouts.brats2018 import Brats2018Layout
 from segan_lib.data.layouts.brats2023 import Brats2023Layout
-from segan_lib.data.layouts.common import CONTRAST_ALIASES, Layout, Problem, normalize_contrast
+from segan_lib.data.layouts.common import (
+    CONTRAST_ALIASES, Layout, Problem, UnreadableFolderWarning, normalize_contrast,
+)
 from segan_lib.data.layouts.msd import MSD_DEFAULT_CHANNELS, MSDLayout
 from segan_lib.data.layouts.registry import LAYOUTS, detect_layout, layout_title
 
@@ -35,6 +37,7 @@ __all__ = [
     "Layout",
     "LAYOUTS",
     "Problem",
+    "UnreadableFolderWarning",
     "CONTRAST_ALIASES",
     "normalize_contrast",
     "Brats2015Layout",

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from segan_lib.constants import CONTRASTS
-from segan_lib.data.layouts.common import Layout, Problem, _describe, _listdir, _make_case, _problem
+from segan_lib.data.layouts.common import Layout, Problem, _describe, _listdir, _make_case, _problem, _why
 
 
 class Brats2015Layout(Layout):
@@ -59,7 +59,12 @@ class Brats2015Layout(Layout):
                 problems.append(_problem(case_id, f"several {_describe(what)} folders: "
                                          + " and ".join(str(c) for c in candidates) + " (expected one)"))
                 continue
-            inner = [n for n in _listdir(candidates[0]) if n.lower().endswith(self._SUFFIXES)]
+            unreadable: list = []
+            inner = [n for n in _listdir(candidates[0], unreadable) if n.lower().endswith(self._SUFFIXES)]
+            if unreadable:
+                problems.append(_problem(case_id, f"cannot list the {_describe(what)} folder "
+                                         f"({_why(unreadable[0][1])})", candidates[0]))
+                continue
             if not inner:
                 problems.append(_problem(case_id, f"missing {_describe(what)} file: no .mha file in the folder",
                                          candidates[0] / "*.mha"))

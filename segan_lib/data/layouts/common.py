@@ -69,21 +69,59 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__MACOSX")
 
 
-def _subdirs(folder: Path) -> Iterator[Path]:
-    """Visible sub-folders of `folder`, sorted by name (nothing if it cannot be listed)."""
+class UnreadableFolderWarning(UserWarning):
+    """A folder of a data set cannot be listed (permission denied ...): whatever it holds is left out."""
+
+
+def _subdirs(folder: Path, unreadable: list | None = None) -> Iterator[Path]:
+    """Visible sub-folders of `folder`, sorted by name (nothing if it cannot be listed, which is
+    recorded in `unreadable` as (folder, exception) when given)."""
     try:
         with os.scandir(folder) as it:
             entries = [e for e in it if not _hidden(e.name) and e.is_dir()]
-    except OSError:
+    except OSError as exc:
+        if unreadable is not None:
+            unreadable.append((Path(folder), exc))
         return iter(())
     return iter(Path(e.path) for e in sorted(entries, key=lambda e: e.name))
 
 
-def _listdir(folder: Path) -> list[str]:
+def _listdir(folder: Path, unreadable: list | None = None) -> list[str]:
+    """Visible names in `folder`, sorted ([] if it cannot be listed, recorded in `unreadable` when given)."""
     try:
         return sorted(n for n in os.listdir(folder) if not _hidden(n))
-    except OSError:
+    except OSError as exc:
+        if unreadable is not None:
+            unreadable.append((Path(folder), exc))
         return []
+
+
+def _listable(folder: Path, unreadable: list | None) -> bool:
+    """False (recorded in `unreadable`) when `folder` cannot be listed; True without a record to keep."""
+    if unreadable is None:
+        return True
+    try:
+        with os.scandir(folder):
+            pass
+    except OSError as exc:
+        unreadable.append((Path(folder), exc))
+        return False
+    return True
+
+
+def _why(exc: OSError) -> str:
+    return "permission denied" if isinstance(exc, PermissionError) else (exc.strerror or type(exc).__name__)
+
+
+def _warn_unreadable(unreadable: list, root: Path) -> None:
+    """One UnreadableFolderWarning naming the folders of `root` that could not be listed, if any."""
+    if not unreadable:
+        return
+    listing = ", ".join(f"{folder} ({_why(exc)})" for folder, exc in unreadable[:10])
+    more = f" and {len(unreadable) - 10} more" if len(unreadable) > 10 else ""
+    warnings.warn(f"cannot list {len(unreadable)} folder{'s' if len(unreadable) != 1 else ''} of the data set at "
+                  f"{root}: {listing}{more}; whatever they hold is left out (make them readable if they hold cases)",
+                  UnreadableFolderWarning, stacklevel=4)
 
 
 def _resolve_grade(case_id: str, folder_grade: str | None, grades: Mapping[str, str | None] | None):
@@ -117,15 +155,16 @@ class Layout:
         raise NotImplementedError
 
     # --- shared -------------------------------------------------------------------------
-    def candidate_dirs(self, root: Path) -> Iterator[tuple[Path, str | None]]:
-        """(case folder, grade from the folder or None), lazily, in name order."""
-        for child in _subdirs(root):
+    def candidate_dirs(self, root: Path, unreadable: list | None = None) -> Iterator[tuple[Path, str | None]]:
+        """(case folder, grade from the folder or None), lazily, in name order; folders that cannot be
+        listed go into `unreadable` as (folder, exception) when it is given."""
+        for child in _subdirs(root, unreadable):
             if child.name.upper() in self.container_names:
                 grade = self.container_names[child.name.upper()]
-                for sub in _subdirs(child):
-                    if self.is_case_dir(sub):
+                for sub in _subdirs(child, unreadable):
+                    if _listable(sub, unreadable) and self.is_case_dir(sub):
                         yield sub, grade
-            elif self.is_case_dir(child):
+            elif _listable(child, unreadable) and self.is_case_dir(child):
                 yield child, None
 
     def matches(self, root: str | Path) -> bool:
@@ -140,12 +179,14 @@ class Layout:
         root = Path(root)
         found: list[tuple[Case, Path]] = []
         problems: list[Problem] = []
-        for folder, folder_grade in self.candidate_dirs(root):
+        unreadable: list[tuple[Path, OSError]] = []
+        for folder, folder_grade in self.candidate_dirs(root, unreadable):
             case, probs = self.case_from_dir(folder, folder_grade, require_label)
             problems.extend(probs)
             if case is not None:
                 case.grade = _resolve_grade(case.case_id, folder_grade, grades)
                 found.append((case, folder))
+        _warn_unreadable(unreadable, root)  # never dropped silently: it may be a case
         cases, dup_problems = _drop_duplicates(found)
         return cases, problems + dup_problems
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from segan_lib.constants import CONTRASTS
 from segan_lib.data.case import Case
 from segan_lib.data.layouts.common import (
-    Layout, Problem, _drop_duplicates, _listdir, _make_case, _problem, _resolve_grade, normalize_contrast,
+    Layout, Problem, _drop_duplicates, _listable, _listdir, _make_case, _problem, _resolve_grade, _warn_unreadable,
+    _why, normalize_contrast,
 )
 from segan_lib.errors import DataError
 
@@ -116,7 +117,14 @@ class MSDLayout(Layout):
                 f"only test images ({images.name}/) and no labels; open it with require_label=False",
                 path=images,
             )
-        for name in _listdir(images):
+        unreadable: list = []
+        names = _listdir(images, unreadable)
+        if unreadable:  # the one folder of the images: the data set cannot be read
+            raise DataError(f"cannot list the images folder ({_why(unreadable[0][1])})", path=images)
+        if labels is not None:
+            _listable(labels, unreadable)
+            _warn_unreadable(unreadable, root)  # its labels then count as missing, and it says why
+        for name in names:
             case_id = self._case_id(name)
             if case_id is None or not (images / name).is_file():
                 continue

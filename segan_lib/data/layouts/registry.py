@@ -44,8 +44,13 @@ def detect_layout(root: str | Path) -> str:
         reason = " (the folder does not exist)"
     elif not root.is_dir():
         reason = " (it is a file, not a folder)"
-    elif not any(root.iterdir()):
-        reason = " (the folder is empty)"
+    else:
+        try:
+            if not any(root.iterdir()):
+                reason = " (the folder is empty)"
+        except OSError as exc:  # e.g. no read permission: say so, not that no layout matched
+            why = "permission denied" if isinstance(exc, PermissionError) else exc.strerror or exc
+            reason = f" (the folder cannot be listed: {why})"
     if reason:
         raise DataError(f"no BraTS layout recognised in {root}{reason}: expected one of\n{_expected_layouts()}")
     found = [key for key, layout in LAYOUTS.items() if layout.matches(root)]

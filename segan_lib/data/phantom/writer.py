@@ -164,9 +164,9 @@ def _run_jobs(todo: list[tuple], workers: int, progress: bool) -> None:
                   flush=True)
 
     if workers > 1 and len(todo) > 1:
-        from concurrent.futures import ProcessPoolExecutor
+        from segan_lib.data.workers import process_pool
 
-        with ProcessPoolExecutor(max_workers=int(workers)) as pool:
+        with process_pool(workers) as pool:  # forkserver or spawn, never fork (segan_lib.data.workers)
             for done, cid in enumerate(pool.map(_generate_one, todo), start=1):
                 report(done, cid)
     else:

@@ -5,7 +5,7 @@ Protocol, the same in every table: the Dice cells are the seed-averaged summarie
 `segan_lib.study.transfer_analysis.results`; the paired tests are the two-sided Wilcoxon
 signed-rank test of `segan_lib.metrics.statistics.wilcoxon_paired` on the seed-averaged Dice
 of the same test subjects, zero differences kept with ``zero_method="zsplit"``
-(ZERO_METHOD), effect size the matched-pairs rank-biserial correlation; the p-values of all
+(segan_lib.metrics.statistics.ZERO_METHOD, the project's one rule), effect size the matched-pairs rank-biserial correlation; the p-values of all
 comparisons made by one call of `strategy_comparisons` (or `contrast_dropout_comparisons`)
 form one family, Holm-adjusted. DICE_NOTE and TEST_NOTE are the notes printed under them.
 """
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from segan_lib.constants import CONTRASTS, FINE_TUNING_STRATEGIES, MISSING_FILLS, TRANSFER_STRATEGIES
-from segan_lib.metrics.statistics import holm, wilcoxon_paired
+from segan_lib.metrics.statistics import ZERO_METHOD, holm, wilcoxon_paired
 from segan_lib.study.transfer_analysis.results import (
     SUBSET_AVERAGE, _at_fraction, _missing, _missing_sort_key, _order, _results, _sort_key, _summary_table, _title,
     _with_subset_average, all_subsets, format_cell, seed_averaged,
@@ -26,8 +26,8 @@ from segan_lib.study.transfer_analysis.results import (
 from segan_lib.study.transfer_plan import FOUR_CONTRAST_MODELS
 
 ALPHA = 0.05
-#: the zero-difference rule of every Wilcoxon test here (why: segan_lib.metrics.statistics.wilcoxon_paired)
-ZERO_METHOD = "zsplit"
+# ZERO_METHOD, the zero-difference rule of every Wilcoxon test here, is the project's one
+# (segan_lib.metrics.statistics.ZERO_METHOD, "zsplit"); re-exported from here for the old name
 PRESENT, ABSENT = "●", "○"
 
 #: the note under every table of Dice values

@@ -1,0 +1,250 @@
+"""Tests of segan_lib.reporting.tables: Tables I-III, Fig. 3's matrix and the claims, from hand-made run folders.
+
+Each run folder holds what `segan evaluate` and training write and tables.py reads:
+eval_test.json (the summary: n_subjects, space, per metric mean and bootstrap interval),
+eval_test.csv (per-subject metrics by case_id), eval_test_on-<contrast>.json (the model on
+another contrast) and history.csv (val_dice per epoch). Every expected cell is written
+out by hand; the paired tests are checked against scipy called here with the project's
+zero rule.
+"""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from segan_lib.errors import SeganError
+from segan_lib.metrics.statistics import ZERO_METHOD
+from segan_lib.reporting import tables as T
+
+METRICS = ("dice", "precision", "sensitivity")
+# the paper's numbers, made up for the tests (the real ones are in params/_reference.yaml)
+REFERENCE = {
+    "protocol_note": "PAPER NOTE",
+    "table1": {"SegAN (paper)": {"dice": 0.85, "precision": 0.92, "sensitivity": 0.8}},
+    "table2_dice_per_volume": {"t1": 0.53, "t1c": 0.582, "t2": 0.744, "flair": 0.804},
+    "fig3_dice_per_volume": {s: {t: (0.9 if s == t else 0.1) for t in ("t1", "t1c", "t2", "flair")}
+                             for s in ("t1", "t1c", "t2", "flair")},
+    "table3": {t: {"full": {"dice": 0.5, "precision": 0.6, "sensitivity": 0.7, "dice_per_volume": 0.45},
+                   "seg": {"dice": 0.55, "precision": 0.65, "sensitivity": 0.75, "dice_per_volume": 0.5}}
+               for t in ("t1", "t1c", "t2")},
+}
+# 14 subjects, two of them with a zero difference: |d| ranks 1.5, 1.5 (the zeros), 3 ... 13, 14 (the -12)
+ZERO_CASE = [0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, -12]
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGAN_ROOT", str(tmp_path))
+    monkeypatch.setattr(T, "reference", lambda: REFERENCE)
+    return tmp_path
+
+
+def write_run(root, name, dice, summary=None, val_dice=(0.5, 0.5), others=None):
+    """A run folder: eval_test.csv (dice; precision and sensitivity = dice), eval_test.json, history.csv.
+
+    summary: metric -> (mean, ci_low, ci_high); by default mean of the per-subject values +- 0.05.
+    others: contrast -> mean Dice of eval_test_on-<contrast>.json.
+    """
+    run = root / "runs" / name
+    run.mkdir(parents=True)
+    dice = np.asarray(dice, dtype=float)
+    pd.DataFrame({"case_id": [f"case_{i:02d}" for i in range(len(dice))],
+                  **{m: dice for m in METRICS}}).to_csv(run / "eval_test.csv", index=False)
+    mean = float(dice.mean())
+    summary = summary or {m: (mean, mean - 0.05, mean + 0.05) for m in METRICS}
+    _write_summary(run / "eval_test.json", len(dice), summary)
+    for contrast, value in (others or {}).items():
+        _write_summary(run / f"eval_test_on-{contrast}.json", len(dice),
+                       {"dice": (value, value - 0.05, value + 0.05)})
+    pd.DataFrame({"epoch": range(1, len(val_dice) + 1), "val_dice": val_dice}).to_csv(run / "history.csv", index=False)
+    return run
+
+
+def _write_summary(path, n, summary):
+    path.write_text(json.dumps({"n_subjects": n, "space": "preprocessed crop (test)", "metrics": {
+        m: {"mean": v[0], "ci_low": v[1], "ci_high": v[2]} for m, v in summary.items()}}))
+
+
+# ---------------------------------------------------------------- cells and files
+def test_cell_is_mean_and_interval_rounded():
+    s = {"metrics": {"dice": {"mean": 0.81234, "ci_low": 0.7, "ci_high": 0.90049}}}
+    assert T.cell(s, "dice") == "0.812 [0.700, 0.900]"
+    assert T.cell(s, "dice", digits=2) == "0.81 [0.70, 0.90]"
+    assert T.mean_of(s, "dice") == 0.81234
+
+
+def test_eval_summary_reads_the_run_and_names_what_is_missing(root):
+    write_run(root, "a", [0.5, 0.7], others={"t2": 0.3})
+    assert T.eval_summary("a")["n_subjects"] == 2
+    assert T.eval_summary(root / "runs" / "a", on=("t2",), trained_on=("flair",))["metrics"]["dice"]["mean"] == 0.3
+    assert T.eval_summary("a", on=("flair",), trained_on=("flair",))["n_subjects"] == 2  # its own contrast: eval_test
+    with pytest.raises(SeganError, match=r"no evaluation eval_val.json .*segan evaluate a"):
+        T.eval_summary("a", subset="val")
+
+
+def test_the_real_reference_has_every_number_the_tables_print():
+    ref = T.reference()  # params/_reference.yaml (no `root` fixture here, so not the made-up one)
+    assert set(ref) >= {"table1", "table2_dice_per_volume", "fig3_dice_per_volume", "table3", "protocol_note"}
+    assert set(ref["table2_dice_per_volume"]) == {"t1", "t1c", "t2", "flair"}
+    assert all(set(v) >= {"full", "seg"} for v in ref["table3"].values())
+
+
+# ---------------------------------------------------------------- Tables I-III and Fig. 3
+def test_table_one_cells_then_the_papers_rows(root):
+    write_run(root, "io", [0.6, 0.8], summary={"dice": (0.7, 0.6, 0.8), "precision": (0.75, 0.7, 0.8),
+                                               "sensitivity": (0.65, 0.5, 0.8)})
+    write_run(root, "segan", [0.4, 0.5, 0.6])
+    t = T.table_one({"SegAN_IO (concat)": "io", "SegAN with Dice": "segan"})
+    assert list(t.columns) == ["model", "source", "n_test", *METRICS]
+    assert t.iloc[0].to_dict() == {"model": "SegAN_IO (concat)", "source": "this study", "n_test": 2,
+                                   "dice": "0.700 [0.600, 0.800]", "precision": "0.750 [0.700, 0.800]",
+                                   "sensitivity": "0.650 [0.500, 0.800]"}
+    assert t.iloc[1]["dice"] == "0.500 [0.450, 0.550]" and t.iloc[1]["n_test"] == 3
+    assert t.iloc[2].to_dict() == {"model": "SegAN (paper)", "source": "paper", "n_test": 28,
+                                   "dice": "0.850", "precision": "0.920", "sensitivity": "0.800"}
+
+
+def test_table_two_names_the_contrasts_beside_the_papers_dice(root):
+    write_run(root, "f", [0.7, 0.9])
+    write_run(root, "t1", [0.2, 0.4])
+    t = T.table_two({"flair": "f", "t1": "t1"})
+    assert list(t["contrast"]) == ["FLAIR", "T1"]
+    assert list(t["dice"]) == ["0.800 [0.750, 0.850]", "0.300 [0.250, 0.350]"]
+    assert list(t["paper dice (per volume)"]) == ["0.804", "0.530"]
+
+
+def test_table_three_full_and_seg_beside_the_paper(root):
+    write_run(root, "full", [0.5, 0.6])
+    write_run(root, "seg", [0.6, 0.7])
+    t = T.table_three({("t2", "full"): "full", ("t2", "seg"): "seg"})
+    assert list(t["fine tuning"]) == ["Full", "Seg."] and list(t["target"]) == ["T2", "T2"]
+    assert list(t["dice"]) == ["0.550 [0.500, 0.600]", "0.650 [0.600, 0.700]"]
+    assert list(t["paper dice / precision / sensitivity"]) == ["0.500 / 0.600 / 0.700", "0.550 / 0.650 / 0.750"]
+    assert list(t["paper dice (per volume)"]) == ["0.450", "0.500"]
+
+
+def test_transfer_matrix_rows_trained_on_columns_tested_on(root):
+    write_run(root, "t2", [0.7, 0.7], others={"flair": 0.4})
+    write_run(root, "flair", [0.8, 0.8], others={"t2": 0.3})
+    m = T.transfer_matrix({"t2": "t2", "flair": "flair"})
+    assert m["mean"].loc["T2", "T2"] == pytest.approx(0.7) and m["mean"].loc["T2", "FLAIR"] == 0.4
+    assert m["mean"].loc["FLAIR", "T2"] == 0.3 and m["mean"].loc["FLAIR", "FLAIR"] == pytest.approx(0.8)
+    assert m["ci_low"].loc["T2", "FLAIR"] == pytest.approx(0.35) and m["ci_high"].loc["FLAIR", "T2"] == pytest.approx(0.35)
+    assert m["paper"].loc["T2", "FLAIR"] == 0.1 and m["paper"].loc["FLAIR", "FLAIR"] == 0.9
+
+
+def test_write_table_puts_the_note_under_the_markdown(root, tmp_path):
+    df = pd.DataFrame({"a": [1], "b": ["x"]})
+    csv, md = T.write_table(df, tmp_path / "t", "Title", "the note")
+    assert csv.read_text() == "a,b\n1,x\n"
+    text = md.read_text()
+    assert text == f"### Title\n\n{df.to_markdown(index=False)}\n\nthe note\n"
+    assert "Metrics per 3-D volume (threshold 0.5) on the preprocessed crop (test)" in T.table_protocol_note(
+        {"space": "preprocessed crop (test)"})
+    assert T.table_protocol_note().endswith("PAPER NOTE")
+
+
+# ---------------------------------------------------------------- the paired test
+def test_paired_test_keeps_zero_differences_as_scipy_zsplit(root):
+    d = np.array(ZERO_CASE, dtype=float) / 100
+    write_run(root, "a", 0.5 + d)
+    write_run(root, "b", np.full(d.size, 0.5))
+    mean, p, n = T.paired_test("a", "b")
+    assert n == 14  # the two zero differences are counted
+    assert mean == pytest.approx(d.mean()) and mean == pytest.approx(0.54 / 14)  # sum of d: (66 - 12) / 100
+    ref = stats.wilcoxon(d, zero_method="zsplit")
+    assert ref.statistic == 15.5  # W-: the -12's rank 14 plus half of the zeros' 1.5 + 1.5
+    assert p == pytest.approx(ref.pvalue, rel=1e-12)
+    assert p != pytest.approx(stats.wilcoxon(d, zero_method="wilcox").pvalue, rel=1e-3)  # the rule matters here
+    assert ZERO_METHOD == "zsplit"
+
+
+def test_paired_test_uses_the_subjects_both_runs_have(root):
+    write_run(root, "a", [0.6, 0.7, 0.8, 0.9])  # case_00 .. case_03
+    write_run(root, "b", [0.5, 0.5, 0.5])  # case_00 .. case_02
+    mean, p, n = T.paired_test("a", "b")
+    assert n == 3 and mean == pytest.approx(0.2)  # (0.1 + 0.2 + 0.3) / 3
+    assert p == pytest.approx(0.25)  # exact: 2 of the 2^3 sign patterns are as extreme
+
+
+# ---------------------------------------------------------------- the claims
+STEADY = [0.0, 0.9] + [0.60, 0.62] * 5   # 12 epochs: a wild start, then +-0.01 around 0.61
+WOBBLY = [0.5, 0.5] + [0.40, 0.60] * 5   # a calm start, then +-0.1 around 0.5
+
+
+def _claims_project(root, with_dice_history=STEADY, without_dice_history=WOBBLY):
+    up = np.linspace(0.01, 0.06, 6)  # six distinct positive differences: exact p = 2 / 2^6 = 0.03125
+    base = np.linspace(0.4, 0.65, 6)
+    table1 = {"SegAN without Dice": "nodice", "SegAN with Dice": "dice", "SegAN_IO (concat)": "io"}
+    write_run(root, "nodice", base + up, val_dice=without_dice_history)  # better test Dice than with Dice
+    write_run(root, "dice", base, val_dice=with_dice_history)
+    write_run(root, "io", base + up)
+    means = {"t1": 0.3, "t1c": 0.4, "t2": 0.6, "flair": 0.7}
+    # trained on (row) -> tested on (column); the T1 <-> T1c pair is the best transfer here
+    off = {("t1", "t1c"): 0.35, ("t1c", "t1"): 0.33, ("t2", "flair"): 0.2, ("flair", "t2"): 0.3}
+    for c, v in means.items():
+        write_run(root, f"single_{c}", [v, v], others={t: off.get((c, t), 0.1) for t in means if t != c})
+    write_run(root, "t1_full", base)
+    write_run(root, "t1_seg", base + up)
+    write_run(root, "t2_full", base + up)  # on T2 freezing the critic does worse
+    write_run(root, "t2_seg", base)
+    table3 = {"t1/full": "t1_full", "t1/seg": "t1_seg", "t2/full": "t2_full", "t2/seg": "t2_seg"}
+    return table1, {c: f"single_{c}" for c in means}, table3
+
+
+def test_claims_table_verdicts_and_their_evidence(root):
+    claims = T.claims_table(*_claims_project(root)).set_index("claim")
+    assert len(claims) == 5
+    concat = claims.loc["concatenation beats masking (SegAN_IO vs SegAN, four contrasts)"]
+    assert concat["holds here"] == "yes, significant"
+    assert "paired difference +0.035 over 6 subjects, Wilcoxon p = 0.0312" in concat["evidence"]
+    flair = claims.loc["FLAIR is the strongest single contrast"]
+    assert flair["holds here"] == "yes" and flair["evidence"] == "T1 0.300, T1c 0.400, T2 0.600, FLAIR 0.700"
+    transfer = claims.loc["T2 <-> FLAIR transfer best"]
+    assert transfer["holds here"] == "no" and transfer["evidence"].startswith("mean of both directions: T1<->T1c 0.340, ")
+    assert "T2<->FLAIR 0.250" in transfer["evidence"]
+    freeze = claims.loc["freezing the critic helps on T1 and T2 (Seg. vs Full)"]
+    assert freeze["holds here"] == "no, significant"  # T1 better, T2 worse, both p = 0.03125
+    assert freeze["evidence"] == ("T1: Seg. - Full = +0.035 (p = 0.0312, 6 subjects); "
+                                  "T2: Seg. - Full = -0.035 (p = 0.0312, 6 subjects)")
+
+
+def test_the_dice_term_claim_is_judged_on_the_spread_of_validation_dice(root):
+    claims = T.claims_table(*_claims_project(root)).set_index("claim")
+    row = claims.loc["the Dice term stabilises adversarial training (SegAN with vs without Dice)"]
+    # last 10 epochs: +-0.01 and +-0.1 around their means, so SD = 0.01 sqrt(10 / 9) and 0.1 sqrt(10 / 9);
+    # the test Dice is worse with the Dice term (paired -0.035), which must not decide the verdict
+    assert T.STABILITY_EPOCHS == 10
+    assert T.val_dice_spread(pd.DataFrame({"val_dice": STEADY})) == (pytest.approx(0.01 * np.sqrt(10 / 9)), 10)
+    assert T.val_dice_spread(pd.DataFrame({"val_dice": WOBBLY}))[0] == pytest.approx(0.1 * np.sqrt(10 / 9))
+    assert row["holds here"] == "yes, one run each (no test)"
+    assert row["evidence"].startswith("SD of validation Dice (per volume) over the last 10 epochs (here 10 and 10; "
+                                      "lower is steadier): 0.011 with vs 0.105 without; ")
+    assert "(paired -0.035, p = 0.0312)" in row["evidence"]
+
+
+@pytest.mark.parametrize("with_dice, without_dice, verdict", [
+    (WOBBLY, STEADY, "no"),  # the same test Dice as above: only the histories decide
+    (STEADY[2:], STEADY[2:], "no"),  # equal spread: not steadier
+    # only the last 10 epochs count: over all 20 the Dice term's run wobbles more (SD 0.1), over its last 10 not at all
+    (WOBBLY[2:] + [0.61] * 10, STEADY[2:], "yes"),
+])
+def test_the_dice_term_verdict_follows_the_histories_alone(root, with_dice, without_dice, verdict):
+    table1, _, _ = _claims_project(root, with_dice_history=with_dice, without_dice_history=without_dice)
+    row = T.claims_table(table1, {}, {}).set_index("claim").loc[
+        "the Dice term stabilises adversarial training (SegAN with vs without Dice)"]
+    assert row["holds here"] == f"{verdict}, one run each (no test)"
+
+
+def test_the_spread_needs_two_epochs_and_uses_what_a_short_run_has(root):
+    assert T.val_dice_spread(pd.DataFrame({"val_dice": [0.4, 0.6, float("nan")]})) == (
+        pytest.approx(np.sqrt(0.02)), 2)  # NaN dropped; SD of 0.4, 0.6 (ddof 1) = 0.1 sqrt(2)
+    sd, k = T.val_dice_spread(pd.DataFrame({"val_dice": [0.5]}))
+    assert np.isnan(sd) and k == 1
+    write_run(root, "nodice", [0.5, 0.6], val_dice=[0.5])
+    write_run(root, "dice", [0.5, 0.6], val_dice=[0.5, 0.6])
+    row = T.claims_table({"SegAN without Dice": "nodice", "SegAN with Dice": "dice"}, {}, {}).iloc[0]
+    assert row["holds here"] == "not measurable (fewer than 2 validated epochs)"
+    assert "(here 2 and 1;" in row["evidence"]
