@@ -73,18 +73,29 @@ def _versions() -> dict:
             backend: importlib.import_module(backend).__version__, "numpy": np.__version__}
 
 
-def _training_orientation(profile) -> list[str] | None:
-    """Axis codes (nibabel, e.g. ['L', 'P', 'S']) of the training scans' voxel order, from the cache."""
+def _training_orientation(run_dir: Path, profile) -> list[str]:
+    """Axis codes (nibabel, e.g. ['L', 'P', 'S']) of the training scans' voxel order.
+
+    Recorded by training in train_subjects.json; a run from before that record falls back to the
+    cache. Without either the export is refused: a bundle that did not know the orientation would
+    silently leave new scans in their own voxel order.
+    """
     try:
-        import nibabel as nib
+        recorded = json.loads((run_dir / "train_subjects.json").read_text()).get("source_orientation")
+    except (OSError, ValueError):
+        recorded = None
+    if recorded:
+        return [str(c) for c in recorded]
+    from segan_lib.data.cache import open_cache
 
-        from segan_lib.data.cache import open_cache
-
-        cache = open_cache(profile.data_root, profile.preprocess)
-        meta = cache.meta[cache.case_ids[0]]
-        return [str(c) for c in nib.aff2axcodes(np.asarray(meta["source_affine"], float))]
-    except Exception:  # no cache left: predictions keep the input's voxel order
-        return None
+    try:
+        return open_cache(profile.data_root, profile.preprocess).source_orientation()
+    except Exception as exc:  # noqa: BLE001 - any reason the cache cannot be read: said below
+        raise BundleError(
+            f"cannot export {run_dir}: it does not record the training scans' orientation (a run from before "
+            f"train_subjects.json held it) and the preprocessed cache it was trained on cannot be read "
+            f"({exc.__class__.__name__}: {exc}); run `segan preprocess` with the run's profile and data, "
+            f"then export again") from None
 
 
 def _split_hash(profile) -> str | None:
@@ -135,7 +146,7 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path | None = None, tag: s
         "preprocessing": {"spacing_mm": float(pp.spacing_mm), "crop_shape": [int(n) for n in pp.crop_shape],
                           "percentiles": [float(q) for q in pp.percentiles],
                           "percentile_region": pp.percentile_region,
-                          "orientation": _training_orientation(profile)},
+                          "orientation": _training_orientation(run_dir, profile)},
         "threshold": THRESHOLD,
         "training_data": {"name": Path(profile.data_root).name, "cases_hash": _split_hash(profile)},
         "checkpoint": {"tag": tag, "epoch": checkpoint.get("epoch")},

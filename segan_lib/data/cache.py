@@ -99,6 +99,14 @@ class CachedDataset:
     def grades(self) -> dict[str, str | None]:
         return {c: self.grade(c) for c in self.case_ids}
 
+    def source_orientation(self, case_id: str | None = None) -> list[str]:
+        """Axis codes (nibabel, e.g. ['L', 'P', 'S']) of a source scan's voxel order (default: the first case's);
+        what a bundle needs to reorient new scans like the training ones."""
+        import nibabel as nib
+
+        meta = self.meta[case_id or self.case_ids[0]]
+        return [str(c) for c in nib.aff2axcodes(np.asarray(meta["source_affine"], float))]
+
 
 def _case_complete(folder: Path, case: Case, settings: dict) -> bool:
     meta_path = folder / f"{case.case_id}.json"

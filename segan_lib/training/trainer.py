@@ -142,6 +142,8 @@ def _check_resume(run: _Run, settings: dict, resume: bool) -> None:
     if old is None:
         raise TrainingError(f"cannot resume {run_name}: no settings.json in {run_dir}")
 
+    from segan_lib.config import profile_from_dict
+
     def differences(a: dict, b: dict, prefix: str = "") -> list[str]:
         out = []
         for k in sorted(set(a) | set(b)):
@@ -154,7 +156,9 @@ def _check_resume(run: _Run, settings: dict, resume: bool) -> None:
 
     for key in ("profile", "freeze", "init_from", "contrast_dropout"):
         if key == "profile":  # more epochs or patience may be given to a resumed run
-            a, b = dict(old[key]), dict(settings[key])
+            # through the profile reader, so a run saved before a setting existed counts with the value it used
+            a = profile_from_dict(old[key], where=str(run_dir / "settings.json")).to_dict()
+            b = dict(settings[key])
             a["train"] = {k: v for k, v in a["train"].items() if k not in ("epochs", "patience")}
             b["train"] = {k: v for k, v in b["train"].items() if k not in ("epochs", "patience")}
         else:
@@ -210,7 +214,9 @@ def _load_data(run: _Run) -> _RunData:
         train_ids = nested_subset(split.train, cache.grades, t.subject_fraction, seed=seed)
     if run.writes:
         atomic_write_json(run.dir / "train_subjects.json", {"fraction": t.subject_fraction, "seed": seed,
-                                                            "case_ids": list(train_ids)})
+                                                            "case_ids": list(train_ids),
+                                                            # for the bundle, which must not need the cache
+                                                            "source_orientation": cache.source_orientation()})
     train_data = load_slices(cache, train_ids, m.contrasts, m.regions, t.slices)
     val_data = load_slices(cache, split.val, m.contrasts, m.regions, "all")
     h, w = train_data.images.shape[1:3]
@@ -294,6 +300,8 @@ def _fit(run: _Run, model, data: _RunData, state: dict, initial_epoch: int, *, m
 
 def _finish(run: _Run, state: dict) -> RunResult:
     """The run's result, and metrics.json (by the chief)."""
+    from segan_lib.training.validation import field_description
+
     es = state["early_stopping"]
     result = RunResult(run.dir, es["best_epoch"], es["best"], state["epoch_now"], state["stopped"], state["history"],
                        wrote_run_folder=run.writes)
@@ -302,7 +310,9 @@ def _finish(run: _Run, state: dict) -> RunResult:
     run_files.write_metrics(run.dir, {
         "run_name": run.name, "best_epoch": es["best_epoch"], "best_val_dice": es["best"],
         "epochs_run": state["epoch_now"], "stopped": state["stopped"],
-        "validation_protocol": "Dice, precision and sensitivity per 3-D volume (preprocessed crop), mean over volumes",
+        "validation_protocol": "Dice, precision and sensitivity per 3-D volume, mean over volumes, on the "
+                               + field_description(run.profile.evaluate.field, run.profile.preprocess.crop_shape,
+                                                   run.profile.preprocess.spacing_mm),
         "best_validation": next((r for r in state["history"] if r["epoch"] == es["best_epoch"]), None),
     })
     return result

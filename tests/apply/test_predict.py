@@ -369,3 +369,30 @@ def test_evaluate_without_any_label_is_refused(tmp_path):
     with pytest.raises(SeganError, match="--evaluate.*none of its 2 case"):
         predict_folder(object(), tmp_path / "scans", tmp_path / "masks", evaluate=True)  # refused before predicting
     assert not (tmp_path / "masks").exists()
+
+
+def test_a_bundle_knows_the_training_orientation_without_the_cache(env, tmp_path, monkeypatch):
+    """Training records the scans' orientation; export needs no cache, and refuses to guess without both."""
+    import segan_lib.data.cache as cache_module
+    from segan_lib.apply.bundle import BundleError, export_bundle, read_card
+    from segan_lib.data.cache import open_cache
+
+    profile = env["profile"]
+    expected = open_cache(profile.data_root, profile.preprocess).source_orientation()
+    recorded = json.loads((env["run"] / "train_subjects.json").read_text())["source_orientation"]
+    assert recorded == expected and len(expected) == 3
+    run = tmp_path / "run"
+    shutil.copytree(env["run"], run)
+
+    def no_cache(*args, **kwargs):
+        raise FileNotFoundError("the cache was deleted")
+
+    monkeypatch.setattr(cache_module, "open_cache", no_cache)
+    assert read_card(export_bundle(run))["preprocessing"]["orientation"] == expected  # from the run's record
+    subjects = json.loads((run / "train_subjects.json").read_text())
+    del subjects["source_orientation"]  # a run from before the record
+    (run / "train_subjects.json").write_text(json.dumps(subjects))
+    with pytest.raises(BundleError, match="orientation.*segan preprocess"):
+        export_bundle(run)
+    monkeypatch.undo()  # with the cache back, the old run exports as before
+    assert read_card(export_bundle(run))["preprocessing"]["orientation"] == expected

