@@ -7,24 +7,9 @@ import pandas as pd
 import pytest
 
 from segan_lib import paths
-from tests.tiny_project import tiny_project
+from tests.training.test_training import TINY, root, tiny_root  # noqa: F401 - the shared tiny project and fixtures
 
-TINY = ["data.phantom_n=10", "model.width=4", "train.batch_size=8", "train.epochs=3", "train.patience=5",
-        "preprocess.crop_shape=[48, 48, 16]"]
 SETS = [a for o in TINY for a in ("--set", o)]
-
-
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("project")
-    with tiny_project(root, TINY):
-        yield root
-
-
-@pytest.fixture
-def root(tiny_root, monkeypatch):
-    monkeypatch.setenv("SEGAN_ROOT", str(tiny_root))
-    return tiny_root
 
 
 def history(name):
