@@ -74,16 +74,22 @@ def numpy_gemm_rate(n: int = 2048, repeats: int = 5) -> float:
 
     rng = np.random.default_rng(0)
     a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
+    return 2.0 * n ** 3 / best_matmul_seconds(a, b, repeats)
+
+
+def best_matmul_seconds(a, b, repeats: int) -> float:
+    """The fastest of `repeats` timed a @ b (after one untimed warm-up), in seconds."""
     a @ b
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - t0)
-    return 2.0 * n ** 3 / best
+    return best
 
 
-def bench_shape(name, crop, batch, width, channels, steps):
+def build_step(crop, batch, width, channels, jit_compile=False, critic_input="concat"):
+    """Our SegAN (seeded), compiled, and a fixed random batch: what `time_step` times (bench_torch_peer.py too)."""
     import keras
     import numpy as np
 
@@ -93,20 +99,36 @@ def bench_shape(name, crop, batch, width, channels, steps):
 
     keras.utils.set_random_seed(0)
     seg = build_segmentor(channels, width=width, seed=0)
-    critic = build_critic(channels, input_mode="concat", width=width, seed=0)
-    s_flops = conv_flops(seg, crop, crop)
-    c_flops = conv_flops(critic, crop, crop)
+    critic = build_critic(channels, input_mode=critic_input, width=width, seed=0)
     model = SegAN(seg, critic)
-    model.compile(learning_rate=2e-5)
+    model.compile(learning_rate=2e-5, jit_compile=jit_compile)
     rng = np.random.default_rng(0)
     x = rng.random((batch, crop, crop, channels), dtype=np.float32)
     y = (rng.random((batch, crop, crop, 1)) > 0.9).astype(np.float32)
-    model.train_on_batch(x, y)  # trace and warm up
-    model.train_on_batch(x, y)
+    return model, x, y
+
+
+def time_step(step, steps, warmup=2):
+    """Mean seconds of `step()` over `steps` calls, after `warmup` untimed ones (the first traces)."""
+    for _ in range(warmup):
+        step()
     t0 = time.perf_counter()
     for _ in range(steps):
-        model.train_on_batch(x, y)
-    dt = (time.perf_counter() - t0) / steps
+        step()
+    return (time.perf_counter() - t0) / steps
+
+
+def step_flops_per_slice(seg, critic, crop) -> float:
+    """The model FLOPs of one training step per slice, 4 S + 9 C (the module docstring)."""
+    return 4 * conv_flops(seg, crop, crop) + 9 * conv_flops(critic, crop, crop)
+
+
+def bench_shape(name, crop, batch, width, channels, steps, jit_compile=False):
+    model, x, y = build_step(crop, batch, width, channels, jit_compile=jit_compile)
+    seg, critic = model.segmentor, model.critic
+    s_flops = conv_flops(seg, crop, crop)
+    c_flops = conv_flops(critic, crop, crop)
+    dt = time_step(lambda: model.train_on_batch(x, y), steps)
     per_slice = 4 * s_flops + 9 * c_flops
     return {"shape": name, "crop": crop, "batch": batch, "width": width, "contrasts": channels,
             "segmentor_params": seg.count_params(), "segmentor_gflop": s_flops / 1e9, "critic_gflop": c_flops / 1e9,

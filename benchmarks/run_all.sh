@@ -18,10 +18,12 @@ short_args() {  # sets args: few steps / cases, so the whole set runs in minutes
     case "$name" in
         bench_phantom) args=(--n 1);;
         bench_predict) args=(--cases 1);;
+        bench_inference_options) args=(--n 30 --epochs 3);;
         bench_train_step) args=(--shapes quick-b16-c4,paper-b16-c4 --steps 3);;
         bench_pipeline) args=(--steps 3 --batches 50);;
         bench_options) args=(--steps 5 --batches 50);;
         bench_jax_step) args=(--shape tiny --batches 8 --steps 5 --train-steps 60);;  # the script's check; gpu_check.sh runs it at paper shape
+        bench_torch_peer) args=(--shapes quick --steps 3 --repeats 1);;
     esac
     if grep -q -- '"--json"' "$HERE/$name.py"; then
         args+=(--json "$OUT/$name.json")
@@ -34,6 +36,10 @@ for script in "$HERE"/bench_*.py; do
     name="$(basename "$script" .py)"
     if [ "$name" = bench_preprocess ] && [ ! -d "$ROOT/data/phantom" ]; then
         echo "$name: skipped, data/phantom is missing (make it with: .venv/bin/segan phantom)"
+        continue
+    fi
+    if [ "$name" = bench_torch_peer ] && ! "$PYTHON" -c "import torch" 2>/dev/null; then
+        echo "$name: skipped, PyTorch is not installed (pip install -r requirements-bench.lock)"
         continue
     fi
     short_args "$name"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from segan_lib import __version__, paths
 from segan_lib.constants import FREEZE_MODES
-from segan_lib.config import Profile, available_profiles, load_profile
+from segan_lib.config import Profile, load_profile, profile_files
 from segan_lib.data.profile_data import open_profile_dataset
 from segan_lib.training.distribute import DEVICE_STRATEGIES, ENV_STRATEGY
 from segan_lib.errors import SeganError
@@ -34,14 +34,45 @@ def _profile_args(p: argparse.ArgumentParser) -> None:
                    help="override one setting, e.g. --set preprocess.spacing_mm=2 (repeatable)")
 
 
+# the keys of segan_lib.data.layouts.registry.LAYOUTS and of segan_lib.data.case.LABEL_SCHEMES (tests check
+# they agree), spelled out so that `segan --help` does not import the data layer
+LAYOUT_CHOICES = ("brats2015", "brats2018", "brats2023", "msd", "nnunet", "pattern")
+LABEL_SCHEME_CHOICES = ("brats2015", "brats2018", "brats2023", "msd")
+# option -> the data setting it overrides, for the layout options of _data_arg
+_LAYOUT_OPTIONS = {"pattern": "--pattern", "contrast_names": "--contrast-names", "label_pattern": "--label",
+                   "mask_pattern": "--mask", "label_scheme": "--label-scheme"}
+
+
 def _data_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", nargs="?", default=None,
                    help="data folder in any supported BraTS layout (default: the profile's data.root)")
+    p.add_argument("--data", dest="data_option", default=None, metavar="DATA",
+                   help="the data folder, as an option (the same as the positional DATA)")
     p.add_argument("--grades", default=None, help="CSV with columns case_id,grade (default: <data>/grades.csv if present)")
-    p.add_argument("--layout", default=None, choices=["brats2015", "brats2018", "brats2023", "msd"],
-                   help="skip detection and read the folder as this layout")
+    p.add_argument("--layout", default=None, choices=LAYOUT_CHOICES,
+                   help="skip detection and read the folder as this layout (a segan_layout.yaml in the folder "
+                        "is detected as pattern)")
     p.add_argument("--on-bad-case", choices=["error", "skip"], default=None,
                    help="stop at the first bad case (error, default) or warn and leave it out (skip)")
+    _pattern_args(p)
+
+
+def _pattern_args(p: argparse.ArgumentParser) -> None:
+    """The pattern layout's options (and --label-scheme), for every command that opens a data set."""
+    layout = p.add_argument_group("pattern layout (any other file naming; or segan_layout.yaml in the data folder)")
+    layout.add_argument("--pattern", dest="pattern", default=None, metavar="TEMPLATE",
+                        help="image files relative to the data folder, with {case} (a folder or part of a name) and "
+                             "{contrast}, e.g. '{case}/{case}_{contrast}.nii.gz'; '*' matches any text in one name "
+                             "(implies --layout pattern)")
+    layout.add_argument("--contrast-names", dest="contrast_names", default=None, metavar="C=NAME,...",
+                        help="each contrast's name in the files, e.g. flair=Flair,t1c=T1c (default: t1, t1c, t2, flair)")
+    layout.add_argument("--label", dest="label_pattern", default=None, metavar="TEMPLATE",
+                        help="label files, e.g. '{case}/{case}_seg.nii.gz' (needs --label-scheme)")
+    layout.add_argument("--mask", dest="mask_pattern", default=None, metavar="TEMPLATE",
+                        help="brain masks (optional), e.g. '{case}/brainmask.nii.gz'")
+    layout.add_argument("--label-scheme", dest="label_scheme", default=None, choices=LABEL_SCHEME_CHOICES,
+                        help="what the label values mean, for --layout pattern and nnunet (nnunet: else from its "
+                             "dataset.json)")
 
 
 def _profile_name(args) -> str:
@@ -49,11 +80,16 @@ def _profile_name(args) -> str:
 
 
 def _data_overrides(args) -> list[tuple[str, str]]:
-    """(the option as typed, its override) for each data option given: DATA, --grades, --layout, --on-bad-case."""
+    """(the option as typed, its override) for each data option given: DATA (or --data), --grades, --layout,
+    --on-bad-case and the pattern layout's options."""
     given = []
-    if getattr(args, "data", None):
-        given.append((f"the data folder {args.data}",
-                      f"data.root={json.dumps(str(Path(args.data).expanduser().resolve()))}"))
+    data, option = getattr(args, "data", None), getattr(args, "data_option", None)
+    if data and option and Path(data).expanduser().resolve() != Path(option).expanduser().resolve():
+        raise SeganError(f"two data folders given: {data} and --data {option}; give one")
+    data = data or option
+    if data:
+        given.append((f"the data folder {data}",
+                      f"data.root={json.dumps(str(Path(data).expanduser().resolve()))}"))
     if getattr(args, "grades", None):
         given.append((f"--grades {args.grades}",
                       f"data.grades_file={json.dumps(str(Path(args.grades).expanduser().resolve()))}"))
@@ -61,6 +97,10 @@ def _data_overrides(args) -> list[tuple[str, str]]:
         given.append((f"--layout {args.layout}", f"data.layout={args.layout}"))
     if getattr(args, "on_bad_case", None):
         given.append((f"--on-bad-case {args.on_bad_case}", f"data.on_bad_case={args.on_bad_case}"))
+    for key, flag in _LAYOUT_OPTIONS.items():
+        value = getattr(args, key, None)
+        if value is not None:  # a JSON string, so that YAML reads '{case}/...' as text
+            given.append((f"{flag} {value}", f"data.{key}={json.dumps(value)}"))
     return given
 
 
@@ -94,15 +134,18 @@ def cmd_info(args) -> int:
     ds = open_profile_dataset(profile)
     summary = summarize_dataset(ds, deep=args.deep)
     print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
-    return 0
+    # --deep is a validator: a case dropped or failing its checks is exit status 1, after the full report
+    return 1 if args.deep and summary["n_problems"] else 0
 
 
 def cmd_preprocess(args) -> int:
     from segan_lib.data.cache import build_cache
 
-    profile = _resolve_profile(args)
+    overrides = [f"model.contrasts=[{args.contrasts}]"] if args.contrasts else []
+    profile = load_profile(_profile_name(args), args.overrides + overrides + [o for _, o in _data_overrides(args)])
     ds = open_profile_dataset(profile)
-    cache = build_cache(ds, profile.preprocess, workers=args.workers, on_bad_case=profile.data.on_bad_case)
+    cache = build_cache(ds, profile.preprocess, contrasts=profile.model.contrasts, workers=args.workers,
+                        on_bad_case=profile.data.on_bad_case, progress=not args.quiet)
     print(f"preprocess: cache at {cache.folder}")
     if cache.skipped:
         print(f"preprocess: {len(cache.skipped)} case(s) skipped:", file=sys.stderr)
@@ -235,7 +278,7 @@ def cmd_train(args) -> int:
         name, init_from, contrast_dropout = args.name, args.init_from, args.contrast_dropout or 0.0
     result = train_model(profile, name, resume=args.resume, init_from=init_from, freeze=freeze,
                          tensorboard=args.tensorboard, verbose=1 if args.progress else 0, strategy=args.strategy,
-                         xla=args.xla or None, contrast_dropout=contrast_dropout)
+                         xla=args.xla, contrast_dropout=contrast_dropout)
     print(f"train: {result.run_dir.name}: best validation Dice {result.best_val_dice:.3f} at epoch "
           f"{result.best_epoch} of {result.epochs_run} ({result.stopped}); outputs in {result.run_dir}")
     return 0
@@ -246,21 +289,31 @@ def cmd_evaluate(args) -> int:
 
     contrasts = [c for c in args.contrasts.split(",") if c] if args.contrasts else None
     evaluate_model(args.run, subset=args.split, contrasts=contrasts, tag=args.checkpoint,
-                 compute_hd95=not args.no_hd95)
+                 compute_hd95=not args.no_hd95, progress=not args.quiet)
     return 0
 
 
 def cmd_export(args) -> int:
-    from segan_lib.apply.bundle import export_bundle
+    from segan_lib.apply.bundle import export_bundle, read_card
+    from segan_lib.apply.engines import onnx_entry
 
     out = export_bundle(args.run, args.out, tag=args.checkpoint)
     print(f"export: model bundle in {out}")
+    onnx = onnx_entry(read_card(out))
+    if onnx.get("file"):
+        print(f"export: ONNX segmentor {out / onnx['file']} (for segan predict --engine onnx)")
+    else:  # the bundle is complete without it: the TensorFlow engine needs only the weights
+        print(f"export: warning: no ONNX segmentor in the bundle: {onnx.get('absent')}; segan predict will use "
+              "--engine tensorflow", file=sys.stderr)
     return 0
 
 
 def cmd_predict(args) -> int:
-    from segan_lib.apply.bundle import load_bundle
-    from segan_lib.apply.predict import open_input, predict_case_to_file, predict_file_set, predict_folder
+    # nothing on this path imports TensorFlow or Keras unless the engine is tensorflow (tests/apply/test_engines.py)
+    from segan_lib.apply.ensemble import load_models
+    from segan_lib.apply.labels import mask_label_scheme
+    from segan_lib.apply.predict import (check_options, open_input, predict_case_to_file, predict_file_set,
+                                         predict_folder)
 
     files = {c: getattr(args, c) for c in ("t1", "t1c", "t2", "flair") if getattr(args, c)}
     if bool(args.input) == bool(files):
@@ -273,11 +326,22 @@ def cmd_predict(args) -> int:
         if args.quiet:
             raise SeganError(f"--quiet has no effect with {one_file}: only a folder prediction (--input and an "
                              "output folder) shows a progress bar")
-    bundle = load_bundle(args.model)
+        if args.probabilities:
+            raise SeganError(f"--probabilities is for a folder prediction; with {one_file} give --probability FILE")
+    elif args.probability:
+        raise SeganError("--probability names one file: with --input it needs --output FILE.nii.gz for one case "
+                         "(--probabilities writes one map per case beside the masks of a folder prediction)")
+    options = {"tta": args.tta, "min_component_ml": args.min_component_ml}
+    check_options(None, min_component_ml=args.min_component_ml)  # before any model is loaded
+    bundle = load_models(args.model, engine=args.engine, label_scheme=args.mask_label_scheme)
+    mask_label_scheme(bundle, args.mask_label_scheme)  # before any case is read: the scheme of the masks is known
+    check_options(bundle, **options)
+    done = f"engine {bundle.engine}" + (f", {len(args.model)} models averaged" if len(args.model) > 1 else "")
     if files:
         result = predict_file_set(bundle, files, args.output, overwrite=args.overwrite,
-                                  probability_path=args.probability, allow_missing=args.allow_missing)
-        print(f"predict: {args.output}: tumour {result.tumour_ml:.2f} ml ({result.seconds:.1f} s)")
+                                  probability_path=args.probability, allow_missing=args.allow_missing,
+                                  label_scheme=args.mask_label_scheme, **options)
+        print(f"predict: {args.output}: tumour {result.tumour_ml:.2f} ml ({result.seconds:.1f} s, {done})")
         return 0
     if str(args.output).endswith((".nii", ".nii.gz")):  # one case folder into one mask file
         ds = open_input(args.input)
@@ -285,14 +349,14 @@ def cmd_predict(args) -> int:
             raise SeganError(f"--output names one file, but {args.input} holds {len(ds)} cases; "
                              "give an output folder instead")
         result = predict_case_to_file(bundle, ds[0], args.output, overwrite=args.overwrite,
-                                      probability_path=args.probability, allow_missing=args.allow_missing)
-        print(f"predict: {args.output}: tumour {result.tumour_ml:.2f} ml ({result.seconds:.1f} s)")
+                                      probability_path=args.probability, allow_missing=args.allow_missing,
+                                      label_scheme=args.mask_label_scheme, **options)
+        print(f"predict: {args.output}: tumour {result.tumour_ml:.2f} ml ({result.seconds:.1f} s, {done})")
         return 0
-    if args.probability:
-        raise SeganError("--probability names one file: with --input it needs --output FILE.nii.gz for one case")
     failures = predict_folder(bundle, args.input, args.output, overwrite=args.overwrite, evaluate=args.evaluate,
-                              allow_missing=args.allow_missing, progress=not args.quiet)
-    print(f"predict: masks and summary.csv in {args.output}")
+                              allow_missing=args.allow_missing, progress=not args.quiet,
+                              probabilities=args.probabilities, label_scheme=args.mask_label_scheme, **options)
+    print(f"predict: masks and summary.csv in {args.output} ({done})")
     if failures:
         print(f"predict: {len(failures)} case(s) failed:", file=sys.stderr)
         for cid, why in failures:
@@ -301,10 +365,42 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_evaluate_folder(args) -> int:
+    from segan_lib.evaluation.folder import evaluate_folder
+
+    from segan_lib.data.layouts.registry import resolve_layout
+
+    layout = resolve_layout(args.data, args.layout, {key: getattr(args, key) for key in _LAYOUT_OPTIONS})
+    result = evaluate_folder(args.predictions, args.data, args.out, layout=layout, on_bad_case=args.on_bad_case,
+                             on_missing=args.on_missing, nsd_tolerance_mm=args.nsd_tolerance,
+                             progress=not args.quiet)
+    print(result.report())
+    print(f"evaluate-folder: cases.csv, summary.csv and definitions.txt in {result.out_dir}")
+    return 0
+
+
+def _real_overrides(args) -> list[str]:
+    """The overrides of `segan study --real DATA` and its layout options (study.real_data, study.real_layout)."""
+    out = []
+    if getattr(args, "real_data", None):
+        out.append(f"study.real_data={json.dumps(str(Path(args.real_data).expanduser().resolve()))}")
+    layout = {key: getattr(args, f"real_{key}") for key in _LAYOUT_OPTIONS if getattr(args, f"real_{key}", None) is not None}
+    if layout:
+        if not getattr(args, "real_data", None):
+            flags = ", ".join(f"--real-{_LAYOUT_OPTIONS[k][2:]}" for k in layout)
+            raise SeganError(f"{flags} describe the files of the real data set: give it with --real DATA")
+        out.append(f"study.real_layout={json.dumps(layout)}")
+    return out
+
+
 def cmd_study(args) -> int:
+    from segan_lib.config import apply_overrides
     from segan_lib.study.runner import run_study
 
     profile = _resolve_profile(args)
+    real = _real_overrides(args)
+    if real:  # the real data set the phantom is held against (step 08_phantom_vs_real)
+        profile = apply_overrides(profile, real)
     only = [s for part in args.only for s in part.split(",") if s] if args.only else None
     if args.strategy:  # the notebooks' kernels inherit it
         os.environ[ENV_STRATEGY] = args.strategy
@@ -319,9 +415,13 @@ def cmd_profiles(args) -> int:
     if args.profile is not None:
         raise SeganError(f"--profile {args.profile} has no effect here: `segan profiles` lists every profile, "
                          f"`segan profiles --show {args.profile}` prints one")
-    for name in available_profiles():
+    shipped = paths.params_dir()
+    for name, path in sorted(profile_files().items()):
         p = load_profile(name)
-        print(f"{name:8s} {p.description}")
+        # a profile of the project root's params/ overrides a shipped one of the same name: say so
+        own = "" if path.parent == shipped else \
+            f"  [{path}{', overrides the shipped one' if (shipped / path.name).is_file() else ''}]"
+        print(f"{name:8s} {p.description}{own}")
     if args.show:
         print(json.dumps(load_profile(args.show, args.overrides).to_dict(), indent=2))
     return 0
@@ -341,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "training, evaluation, transfer and prediction). Run `segan COMMAND --help` for each command.",
     )
     parser.add_argument("--version", action="version", version=f"segan_lib {__version__}")
+    parser.add_argument("--root", default=None, metavar="DIR",
+                        help=f"project root, where data/, runs/, figures/ and your own params/*.yaml are (an existing "
+                             f"folder; default: ${paths.ROOT_ENV}, else the checkout, or the current folder when installed)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add_parser in _SUBCOMMANDS:
         add_parser(sub)
@@ -364,11 +467,14 @@ def _add_phantom_parser(sub) -> None:
 
 def _add_info_parser(sub) -> None:
     p = sub.add_parser("info", help="what layout a data folder has, its cases, grades, shapes and labels",
-                       description="Detect the layout of a data folder and describe it. --deep reads every case "
-                                   "(one at a time) for shapes, spacings and label values.")
+                       description="Detect the layout of a data folder and describe it: cases, grades, how many "
+                                   "cases have each contrast and a label. --deep reads every case (one at a time) "
+                                   "for shapes, spacings and label values, and exits with status 1 when a case "
+                                   "was dropped or failed its checks.")
     _profile_args(p)
     _data_arg(p)
-    p.add_argument("--deep", action="store_true", help="read every case: shapes, spacings, label values")
+    p.add_argument("--deep", action="store_true",
+                   help="read every case: shapes, spacings, label values (exit status 1 on a problem)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=cmd_info)
 
@@ -380,7 +486,11 @@ def _add_preprocess_parser(sub) -> None:
                                    "already cached with the same settings are skipped.")
     _profile_args(p)
     _data_arg(p)
+    p.add_argument("--contrasts", default=None,
+                   help="comma-separated contrasts every case must have, e.g. flair,t1c (default: the profile's "
+                        "model.contrasts); each case is cached with all it has")
     p.add_argument("--workers", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_preprocess)
 
 
@@ -425,8 +535,10 @@ def _add_train_parser(sub) -> None:
                         "model copes with missing contrasts (default 0: off)")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard logs")
     p.add_argument("--progress", action="store_true", help="Keras progress bar per epoch")
-    p.add_argument("--xla", action="store_true",
-                   help="compile the train step with XLA: faster, but op determinism off (default: $SEGAN_XLA)")
+    p.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
+                   help="compile the train step with XLA (op determinism off; XLA's CPU code is reproducible). "
+                        "Default: $SEGAN_XLA when set, else on on the CPU and off on a GPU; a resumed run keeps "
+                        "what it was trained with")
     _strategy_arg(p)
     p.set_defaults(func=cmd_train)
 
@@ -442,6 +554,7 @@ def _add_evaluate_parser(sub) -> None:
                    help="evaluate on these contrasts instead of the trained ones (e.g. t2 for a FLAIR model)")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--no-hd95", action="store_true", help="skip the Hausdorff distance")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -457,12 +570,20 @@ def _add_export_parser(sub) -> None:
 
 
 def _add_predict_parser(sub) -> None:
+    from segan_lib.apply.engines import ENGINES  # numpy only, as the TTA modes
+    from segan_lib.apply.tta import TTA_MODES
+
     p = sub.add_parser("predict", help="segment new scans with a model bundle",
                        description="Segment one case given as files (--t1/--t1c/--t2/--flair, OUTPUT a .nii.gz) or "
                                    "every case of a folder in any layout the data layer reads (--input, OUTPUT a "
                                    "folder with <case>.nii.gz and summary.csv). Masks are in each scan's own grid. "
                                    "Exit status 1 when a case of a folder failed.")
-    p.add_argument("--model", required=True, metavar="BUNDLE", help="model bundle folder (segan export)")
+    p.add_argument("--model", required=True, action="append", metavar="BUNDLE",
+                   help="model bundle folder (segan export); repeated: an ensemble averaging their probabilities "
+                        "(same contrasts, regions and preprocessing)")
+    p.add_argument("--engine", default=None, choices=ENGINES,
+                   help="what runs the segmentor: onnx (onnxruntime, no TensorFlow) or tensorflow (default: onnx "
+                        "when the bundle has its ONNX file and onnxruntime is installed)")
     p.add_argument("--input", default=None, metavar="DIR", help="a case folder or a data set folder")
     for c in ("t1", "t1c", "t2", "flair"):
         p.add_argument(f"--{c}", default=None, metavar="FILE", help=f"the {c} volume of one case")
@@ -470,9 +591,46 @@ def _add_predict_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--allow-missing", action="store_true", help="fill a missing contrast with zeros (with a warning)")
     p.add_argument("--probability", default=None, metavar="FILE", help="also write the probability map here")
+    p.add_argument("--probabilities", action="store_true",
+                   help="with --input and an output folder: also write <case>_probability.nii.gz beside each mask")
+    p.add_argument("--tta", nargs="?", const="lr", default=None, choices=TTA_MODES,
+                   help="test-time augmentation: average over the identity and the left-right flip (lr, the "
+                        "default), or all in-plane flips (inplane, 4 passes)")
+    p.add_argument("--min-component-ml", type=float, default=0.0, metavar="ML",
+                   help="remove connected components (26-connected) smaller than ML ml from the mask, region by "
+                        "region for three-region masks (default 0: keep all)")
     p.add_argument("--evaluate", action="store_true", help="with --input: Dice etc. in summary.csv where labels exist")
+    p.add_argument("--label-scheme", dest="mask_label_scheme", default=None, choices=LABEL_SCHEME_CHOICES,
+                   help="a three-region bundle (trained with --regions brats) writes its masks in this scheme's "
+                        "label values (default: its training data's, from the bundle's card; needed for a bundle "
+                        "whose card does not record it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
+
+
+def _add_evaluate_folder_parser(sub) -> None:
+    p = sub.add_parser("evaluate-folder", help="score a folder of predicted masks against a data set's labels (BraTS)",
+                       description="Score each prediction (<case>.nii.gz as segan predict writes them, or <case>_seg / "
+                                   "<case>-seg, one level down allowed) on its scan's own grid against the label of "
+                                   "that case in DATA: Dice, precision, sensitivity, specificity, HD95 (MedPy's and "
+                                   "BraTS'), normalised surface Dice and volume difference, for WT and, with a "
+                                   "multi-class prediction in the data set's label values, TC and ET. Writes "
+                                   "cases.csv, summary.csv (mean, SD, median, bootstrap 95% CI per region) and "
+                                   "definitions.txt.")
+    p.add_argument("predictions", metavar="PREDICTIONS", help="folder of predicted masks")
+    p.add_argument("data", metavar="DATA", help="data set folder with the labels, in any layout the data layer reads")
+    p.add_argument("--out", default=None, metavar="DIR", help="where to write the tables (default PREDICTIONS/evaluation)")
+    p.add_argument("--layout", default=None, choices=LAYOUT_CHOICES, help="skip detection and read DATA as this layout")
+    p.add_argument("--on-bad-case", choices=["error", "skip"], default="error",
+                   help="stop at the first bad case of DATA (error, default) or warn and leave it out (skip)")
+    _pattern_args(p)
+    p.add_argument("--on-missing", choices=["error", "skip"], default="error",
+                   help="a case without a prediction or a prediction without a case: an error naming them (default) "
+                        "or skip: score what matches and list the others")
+    p.add_argument("--nsd-tolerance", type=float, default=1.0, metavar="MM",
+                   help="tolerance of the normalised surface Dice in mm (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate_folder)
 
 
 def _add_study_parser(sub) -> None:
@@ -488,11 +646,22 @@ def _add_study_parser(sub) -> None:
     p.add_argument("--gpus", default=None, metavar="LIST",
                    help="with --jobs: comma-separated GPU ids, one per concurrent job in turn (CUDA_VISIBLE_DEVICES)")
     _strategy_arg(p)
+    real = p.add_argument_group("the phantom against real scans (step 08_phantom_vs_real; study.real_data)")
+    real.add_argument("--real", dest="real_data", default=None, metavar="DATA",
+                      help="a labelled real data set to compare the phantom with: intensities per tissue and tumour "
+                           "shapes, figures/phantom_vs_real_* (without it the step is absent)")
+    for key, flag in _LAYOUT_OPTIONS.items():
+        real.add_argument(f"--real-{flag[2:]}", dest=f"real_{key}", default=None,
+                          choices=LABEL_SCHEME_CHOICES if key == "label_scheme" else None,
+                          metavar=None if key == "label_scheme" else ("C=NAME,..." if key == "contrast_names" else "TEMPLATE"),
+                          help=f"{flag} for the --real data set (pattern layout; or a segan_layout.yaml in it)")
     p.set_defaults(func=cmd_study)
 
 
 def _add_profiles_parser(sub) -> None:
-    p = sub.add_parser("profiles", help="list the settings profiles", description="List params/*.yaml profiles.")
+    p = sub.add_parser("profiles", help="list the settings profiles",
+                       description="List the shipped params/*.yaml profiles and those of the project root's params/ "
+                                   "(one there overrides a shipped profile of the same name).")
     _profile_args(p)
     p.add_argument("--show", metavar="NAME", help="print one profile's resolved settings as JSON")
     p.set_defaults(func=cmd_profiles)
@@ -501,7 +670,8 @@ def _add_profiles_parser(sub) -> None:
 # one parser function per subcommand, in the order `segan --help` lists them
 _SUBCOMMANDS = (
     _add_phantom_parser, _add_info_parser, _add_preprocess_parser, _add_split_parser, _add_train_parser,
-    _add_evaluate_parser, _add_export_parser, _add_predict_parser, _add_study_parser, _add_profiles_parser,
+    _add_evaluate_parser, _add_export_parser, _add_predict_parser, _add_evaluate_folder_parser, _add_study_parser,
+    _add_profiles_parser,
 )
 
 
@@ -509,6 +679,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        paths.pin_root(args.root)
         return int(args.func(args) or 0)
     except SeganError as exc:
         print(f"segan {args.command}: error: {exc}", file=sys.stderr)

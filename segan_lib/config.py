@@ -24,12 +24,32 @@ from segan_lib.constants import (CLIP_SCOPES, CONTRASTS, EVALUATION_FIELDS, FINE
 from segan_lib.errors import ConfigError
 
 
+# the data settings of the pattern layout and of an explicit label scheme (None = not given); a profile's
+# settings() and fingerprint leave them out while None, so the keys of runs and studies made before
+# they existed stay the same
+DATA_LAYOUT_SETTINGS = ("pattern", "contrast_names", "label_pattern", "mask_pattern", "label_scheme")
+# the study's settings of the phantom-against-real comparison, left out of a profile's settings() (below)
+STUDY_COMPARISON_SETTINGS = ("real_data", "real_layout", "real_phantom_n")
+
+
 @dataclass
 class DataConfig:
     root: str = "data/phantom"  # a BraTS folder of any supported layout; relative to the project root
-    layout: str | None = None  # None = detect from the folder
+    layout: str | None = None  # None = detect from the folder (a segan_layout.yaml in it: pattern)
     grades_file: str | None = None  # CSV case_id,grade; default <root>/grades.csv when present
     on_bad_case: str = "error"  # "error" or "skip"
+    # the pattern layout (segan_lib.data.layouts.pattern), for any other file naming: templates relative to
+    # root with {case} (a folder or part of a file name) and, in `pattern` only, {contrast}; `*` matches
+    # any text in one name. Given without data.layout they imply layout pattern; they win over the keys of
+    # a segan_layout.yaml in the data folder.
+    pattern: str | None = None  # image files, e.g. "{case}/{contrast}_subtrMeanDivStd.nii.gz"
+    # contrast -> its name in the files, {flair: Flair, t1c: T1c} or "flair=Flair,t1c=T1c"; None = t1, t1c, t2, flair
+    contrast_names: str | dict[str, str] | None = None
+    label_pattern: str | None = None  # label files, e.g. "{case}/OTMultiClass.nii.gz"
+    mask_pattern: str | None = None  # brain masks (optional), e.g. "{case}/brainmask.nii.gz"
+    # what the label values mean: brats2015, brats2018, brats2023 or msd; for the pattern layout (needed
+    # with label_pattern) and nnunet (default: from its dataset.json's "labels")
+    label_scheme: str | None = None
     # the embedded phantom, generated when root is the phantom folder and it is missing
     phantom_n: int = 60
     phantom_seed: int = 0
@@ -37,6 +57,23 @@ class DataConfig:
 
     def __post_init__(self):
         _choice("data.on_bad_case", self.on_bad_case, ("error", "skip"))
+        names = self.contrast_names
+        if names is not None and not (isinstance(names, str) or (
+                isinstance(names, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in names.items()))):
+            raise ConfigError(f"data.contrast_names must map contrasts to their names in the files, e.g. "
+                              f"{{flair: Flair, t1c: T1c}} or \"flair=Flair,t1c=T1c\", got {names!r}")
+        pattern_keys = [f"data.{k}" for k in ("pattern", "contrast_names", "label_pattern", "mask_pattern")
+                        if getattr(self, k) is not None]
+        if pattern_keys and self.layout not in (None, "pattern"):
+            raise ConfigError(f"{', '.join(pattern_keys)} describe files for the pattern layout, but data.layout is "
+                              f"{self.layout}; set data.layout to pattern (or leave it unset) or leave them out")
+        if self.label_scheme is not None and self.layout not in (None, "pattern", "nnunet"):
+            raise ConfigError(f"data.label_scheme is for the pattern and nnunet layouts; data.layout {self.layout} "
+                              "has its own label scheme")
+
+    def layout_settings(self) -> dict[str, Any]:
+        """The pattern layout's settings given here (None = not given), as the data layer takes them."""
+        return {k: getattr(self, k) for k in DATA_LAYOUT_SETTINGS}
         _positive("data.phantom_n", self.phantom_n)
         _positive("data.phantom_voxel_size", self.phantom_voxel_size)
 
@@ -148,8 +185,35 @@ class EvaluateConfig:
 class StudyConfig:
     """Which parts of the study run_all.sh runs for this profile."""
 
-    paper: bool = True  # Tables I-III, Fig. 2 and 3 (13 models)
+    paper: bool = True  # Tables I-III, Fig. 2 and 3 (7 models per seed + 6 fine-tuned)
     transfer: bool = False  # the transfer study: strategies, data efficiency, seeds, missing contrasts
+    # training seeds (train.seed) of the Table I and II models; every cell and claim is seed-averaged.
+    # Table III fine-tunes the first seed's FLAIR model, once.
+    seeds: tuple[int, ...] = (0,)
+    # a real data set (relative to the project root) to hold the phantom against: step 08_phantom_vs_real
+    # (notebooks/08_phantom_vs_real.ipynb); None: no such step. It needs labels (the tumour compartments).
+    real_data: str | None = None
+    # how its files are named, when a release layout does not say (the pattern layout's settings, the keys of
+    # DATA_LAYOUT_SETTINGS: pattern, contrast_names, label_pattern, mask_pattern, label_scheme); None: detected
+    # (a segan_layout.yaml in that folder is read)
+    real_layout: dict | None = None
+    real_phantom_n: int = 4  # phantom subjects compared with it: the first of the profile's phantom
+
+    def __post_init__(self):
+        if not self.seeds:
+            raise ConfigError("study.seeds must name at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"study.seeds repeats a seed: {list(self.seeds)}")
+        _positive("study.real_phantom_n", self.real_phantom_n)
+        layout = self.real_layout
+        if layout is not None:
+            if not isinstance(layout, Mapping):
+                raise ConfigError(f"study.real_layout must map layout settings to values, e.g. "
+                                  f"{{pattern: \"{{case}}/{{contrast}}.nii.gz\"}}, got {layout!r}")
+            unknown = sorted(set(layout) - set(DATA_LAYOUT_SETTINGS))
+            if unknown:
+                raise ConfigError(f"study.real_layout: unknown setting(s) {', '.join(map(str, unknown))}; known: "
+                                  f"{', '.join(DATA_LAYOUT_SETTINGS)}")
 
 
 @dataclass
@@ -212,8 +276,14 @@ class Profile:
         return _to_plain(dataclasses.asdict(self))
 
     def settings(self) -> dict[str, Any]:
-        """to_dict without the profile's name and description: what results depend on."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("name", "description")}
+        """to_dict without the profile's name and description: what results depend on (the data layout
+        settings only where given, see DATA_LAYOUT_SETTINGS)."""
+        d = {k: v for k, v in self.to_dict().items() if k not in ("name", "description")}
+        d["data"] = {k: v for k, v in d["data"].items() if not (k in DATA_LAYOUT_SETTINGS and v is None)}
+        # the real data set the phantom is held against decides that comparison alone (its step has them in its
+        # parameters), not any model: the keys of the runs stay the same with and without it
+        d["study"] = {k: v for k, v in d["study"].items() if k not in STUDY_COMPARISON_SETTINGS}
+        return d
 
     def fingerprint(self, *sections: str) -> str:
         """Short hash of the named sections (all when none): equal settings, equal key."""
@@ -245,19 +315,38 @@ def _to_plain(obj: Any) -> Any:
     return obj
 
 
+def profile_files() -> dict[str, Path]:
+    """Each profile name and its file: the shipped params/*.yaml, then the project root's params/*.yaml.
+
+    A profile of the root overrides a shipped one of the same name (a user's own settings win, and
+    a run records every resolved setting in its settings.json); `segan profiles` says which one is used.
+    """
+    found: dict[str, Path] = {}
+    for folder in paths.profile_dirs():
+        for p in sorted(folder.glob("*.yaml")):
+            if not p.stem.startswith("_"):  # _* = data, not profiles
+                found[p.stem] = p
+    return found
+
+
 def available_profiles() -> list[str]:
-    return sorted(p.stem for p in paths.params_dir().glob("*.yaml") if not p.stem.startswith("_"))  # _* = data, not profiles
+    return sorted(profile_files())
 
 
 def load_profile(name_or_path: str | Path = "quick", overrides: Mapping[str, Any] | Iterable[str] | None = None) -> Profile:
-    """Read a profile by name (params/<name>.yaml) or path, then apply overrides.
+    """Read a profile by name (params/<name>.yaml, see profile_files) or path, then apply overrides.
 
     overrides: a mapping of dotted keys to values, or strings "section.key=value"
     whose value is parsed as YAML (so "3", "1e-4", "[t1, flair]" get their types).
     """
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
-        path = paths.params_dir() / f"{name_or_path}.yaml"
+        found = profile_files().get(str(name_or_path))
+        if found is None:
+            folders = " or ".join(f"{d}/" for d in paths.profile_dirs())
+            raise ConfigError(f"profile {name_or_path!r} not found (looked for {name_or_path}.yaml in {folders}); "
+                              f"available: {', '.join(available_profiles())}")
+        path = found
     if not path.is_file():
         raise ConfigError(f"profile {name_or_path!r} not found (looked for {path}); available: {', '.join(available_profiles())}")
     try:

@@ -61,6 +61,50 @@ def test_paths_follow_one_root(monkeypatch, tmp_path):
     assert paths.resolve("/abs/y").as_posix() == "/abs/y"
 
 
+def test_checkout_root_is_the_checkout_unless_segan_root(monkeypatch, tmp_path):
+    """In a checkout the current folder does not matter; SEGAN_ROOT does."""
+    monkeypatch.delenv("SEGAN_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert not paths.installed()
+    assert paths.project_root() == paths.checkout_root() and (paths.checkout_root() / "pyproject.toml").is_file()
+    assert paths.params_dir() == paths.checkout_root() / "params"
+    assert paths.profile_dirs() == [paths.params_dir()]  # the root's params/ is the shipped one
+    monkeypatch.setenv("SEGAN_ROOT", str(tmp_path / "elsewhere"))
+    assert paths.project_root() == tmp_path / "elsewhere"
+
+
+def test_installed_root_is_the_current_folder_unless_segan_root(monkeypatch, tmp_path):
+    """An installed package (one carrying segan_lib/_data) reads its shipped copies and works in the current folder."""
+    shipped = tmp_path / "site" / "_data"
+    (shipped / "params").mkdir(parents=True)
+    monkeypatch.setattr(paths, "SHIPPED_DATA_DIR", shipped)
+    monkeypatch.delenv("SEGAN_ROOT", raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert paths.installed()
+    assert paths.params_dir() == shipped / "params" and paths.notebooks_dir() == shipped / "notebooks"
+    assert paths.project_root() == work and paths.runs_dir() == work / "runs"
+    assert paths.profile_dirs() == [shipped / "params", work / "params"]
+    monkeypatch.setenv("SEGAN_ROOT", str(tmp_path / "scratch"))
+    assert paths.project_root() == tmp_path / "scratch"
+
+
+def test_a_root_profile_adds_to_and_overrides_the_shipped_ones(monkeypatch, tmp_path):
+    monkeypatch.setenv("SEGAN_ROOT", str(tmp_path))
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "quick.yaml").write_text('description: "my quick"\ntrain:\n  epochs: 7\n')
+    (tmp_path / "params" / "mine.yaml").write_text('description: "mine"\n')
+    (tmp_path / "params" / "_notes.yaml").write_text("not: a profile\n")
+    shipped = {f.stem for f in paths.params_dir().glob("*.yaml") if not f.stem.startswith("_")}
+    assert {"quick", "smoke"} <= shipped and available_profiles() == sorted(shipped | {"mine"})
+    quick = load_profile("quick")
+    assert quick.description == "my quick" and quick.train.epochs == 7 and quick.name == "quick"
+    assert load_profile("smoke").description == "every code path, tiny data and widths (tests)"  # still shipped
+    with pytest.raises(ConfigError, match=r"looked for nope\.yaml in .*params/ or .*params/\); available: mine, "):
+        load_profile("nope")
+
+
 # ------------------------------------------------------------- departures from the authors' code
 DEPARTURES = {"model.clip_scope": ("kernels", "all"), "train.update_order": ("joint", "critic_first"),
               "train.rmsprop": ("tf2", "keras3"), "evaluate.field": ("centre160", "crop")}
@@ -106,3 +150,19 @@ def test_settings_without_the_new_fields_load_with_the_values_their_runs_used():
     assert LEGACY_SETTINGS == {"model": {"clip_scope": "all"}, "train": {"update_order": "critic_first",
                                                                         "rmsprop": "keras3"},
                                "evaluate": {"field": "crop"}}
+
+
+def test_data_layout_settings_stay_out_of_the_keys_while_unset():
+    from segan_lib.config import DATA_LAYOUT_SETTINGS
+
+    p = load_profile("smoke")
+    # the data keys a profile's settings() (run and study keys) had before the pattern layout existed
+    assert sorted(p.settings()["data"]) == ["grades_file", "layout", "on_bad_case", "phantom_n", "phantom_seed",
+                                            "phantom_voxel_size", "root"]
+    assert all(k in p.to_dict()["data"] for k in DATA_LAYOUT_SETTINGS)  # settings.json records them all
+    q = load_profile("smoke", ['data.pattern="{case}/{contrast}.nii.gz"', "data.contrast_names=flair=Flair"])
+    assert q.settings()["data"]["pattern"] == "{case}/{contrast}.nii.gz"
+    assert q.data.contrast_names == "flair=Flair" and q.fingerprint("data") != p.fingerprint("data")
+    assert load_profile("smoke", ["data.contrast_names={flair: Flair}"]).data.contrast_names == {"flair": "Flair"}
+    with pytest.raises(ConfigError, match="data.contrast_names must map contrasts"):
+        load_profile("smoke", ["data.contrast_names=[flair]"])

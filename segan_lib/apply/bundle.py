@@ -4,7 +4,19 @@
     segmentor.weights.npz   the segmentor's variables of the run's best checkpoint, in the order of
                             `model.segmentor.variables` (keys v0000, v0001, ...)
     card.json               what the weights need: contrasts and their order, regions, width, the
-                            preprocessing, the threshold, the training data, the test metrics, versions, seed
+                            preprocessing, the threshold, the training data (its name, split hash and
+                            label scheme, in whose values a three-region mask is written), the test
+                            metrics, versions, seed, and the weights file's SHA-256
+    segmentor.onnx          the same segmentor as an ONNX graph (Keras' own `model.export(format="onnx")`,
+                            through tf2onnx), for `segan predict --engine onnx` without TensorFlow; the
+                            card's "onnx" records its SHA-256, opset and the largest difference from the
+                            Keras model measured at export, or, when the export failed, that the file is
+                            absent and why (the bundle is written all the same: the TensorFlow engine
+                            needs only the weights)
+
+A bundle's id is the first 12 hex digits of the SHA-256 of its weights file (`Bundle.id`), computed
+when it is loaded (so a bundle from before the card recorded it has one too); every mask `segan
+predict` writes names it.
 
 The folder is written into a temporary folder beside the target and renamed, so a
 reader sees either no bundle or a complete one.
@@ -21,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from segan_lib import __version__
+from segan_lib.apply.engines import OnnxSegmentor, choose_engine, file_sha256, onnx_entry
 from segan_lib.atomic import make_temp_dir
 from segan_lib.errors import SeganError
 
@@ -44,7 +57,14 @@ class BundleVersionWarning(UserWarning):
 class Bundle:
     path: Path
     card: dict
-    segmentor: object = field(repr=False)  # a built keras.Model with the bundle's weights
+    segmentor: object = field(repr=False)  # a built keras.Model with the bundle's weights, or an OnnxSegmentor
+    sha256: str = ""  # of the weights file, computed by load_bundle
+    engine: str = "tensorflow"  # what runs `segmentor` (segan_lib.apply.engines)
+
+    @property
+    def id(self) -> str:
+        """The first 12 hex digits of the weights file's SHA-256: what masks and tables name the bundle by."""
+        return self.sha256[:12]
 
     @property
     def contrasts(self) -> tuple[str, ...]:
@@ -98,6 +118,33 @@ def _training_orientation(run_dir: Path, profile) -> list[str]:
             f"then export again") from None
 
 
+def _training_label_scheme(run_dir: Path, profile) -> str | None:
+    """The label scheme (a key of LABEL_SCHEMES) of the run's training cases, or None when nothing records it.
+
+    Read from train_subjects.json where training records it, else from the training cases' cache
+    records (as the slice pipeline reads them). None is written to the card as null: a three-region
+    bundle without it asks for --label-scheme at prediction.
+    """
+    try:
+        subjects = json.loads((run_dir / "train_subjects.json").read_text())
+    except (OSError, ValueError):
+        subjects = {}
+    if subjects.get("label_scheme"):
+        return str(subjects["label_scheme"])
+    from segan_lib.data.cache import open_cache
+
+    try:
+        cache = open_cache(profile.data_root, profile.preprocess)
+        first = next((c for c in subjects.get("case_ids") or [] if c in cache.meta), cache.case_ids[0])
+        meta = cache.meta[first]
+    except Exception:  # noqa: BLE001 - no readable cache: the card says null and prediction asks for it
+        return None
+    return meta.get("scheme") or meta.get("layout")
+
+
+_file_sha256 = file_sha256  # the name the tests and benchmarks use
+
+
 def _split_hash(profile) -> str | None:
     from segan_lib.data.splits import default_splits_path
 
@@ -120,8 +167,15 @@ def _test_metrics(run_dir: Path) -> dict | None:
             "space": d.get("space"), "checkpoint": d.get("checkpoint")}
 
 
-def export_bundle(run_dir: str | Path, out_dir: str | Path | None = None, tag: str = "best") -> Path:
-    """Write the bundle of a run (default `<run>/bundle/`), replacing an older one atomically."""
+def export_bundle(run_dir: str | Path, out_dir: str | Path | None = None, tag: str = "best",
+                  onnx: bool = True) -> Path:
+    """Write the bundle of a run (default `<run>/bundle/`), replacing an older one atomically.
+
+    Its ONNX segmentor is converted (segan_lib.apply.onnx_export), or copied from the bundle it
+    replaces when that holds the same weights; when the conversion fails, the card says why.
+    onnx=False writes no ONNX file (the card says so): for the study's many small models that
+    only their evaluation reads, where the conversion would be seconds each for nothing."""
+    from segan_lib.apply.onnx_export import export_onnx, reuse_onnx
     from segan_lib.config import profile_from_dict
     from segan_lib.run_files import group_arrays, read_checkpoint, read_settings, run_folder
 
@@ -148,7 +202,8 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path | None = None, tag: s
                           "percentile_region": pp.percentile_region,
                           "orientation": _training_orientation(run_dir, profile)},
         "threshold": THRESHOLD,
-        "training_data": {"name": Path(profile.data_root).name, "cases_hash": _split_hash(profile)},
+        "training_data": {"name": Path(profile.data_root).name, "cases_hash": _split_hash(profile),
+                          "label_scheme": _training_label_scheme(run_dir, profile)},
         "checkpoint": {"tag": tag, "epoch": checkpoint.get("epoch")},
         "test_metrics": _test_metrics(run_dir),
         "versions": _versions(),
@@ -162,6 +217,10 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path | None = None, tag: s
     try:
         with open(tmp / WEIGHTS, "wb") as fh:
             np.savez(fh, **weights)
+        card["weights"]["sha256"] = _file_sha256(tmp / WEIGHTS)
+        card["onnx"] = ((reuse_onnx(out_dir / CARD, card, tmp) or export_onnx(tmp, card, weights)) if onnx else
+                        {"file": None, "absent": "exported without ONNX (export_bundle(onnx=False)); "
+                                                 "`segan export RUN` converts it"})
         (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n")
         if out_dir.exists():  # move the old bundle aside, then the new one in, then drop the old
             old = out_dir.parent / f".{out_dir.name}.old.{os.getpid()}"
@@ -199,10 +258,13 @@ def read_card(path: str | Path) -> dict:
     return card
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """The card and a built segmentor with the bundle's weights; BundleError naming the file when damaged."""
-    from segan_lib.nets.segmentor import build_segmentor
+def load_bundle(path: str | Path, engine: str | None = "tensorflow") -> Bundle:
+    """The card and the bundle's segmentor, run by `engine`; BundleError naming the file when damaged.
 
+    engine: "tensorflow" (the default here: `segmentor` is a keras.Model), "onnx" (an OnnxSegmentor;
+    imports no TensorFlow or Keras), or None / "auto": onnx when the bundle has its ONNX file and
+    onnxruntime is importable (what `segan predict` does); SeganError when the one asked for cannot run.
+    """
     path = Path(path)
     card = read_card(path)
     made_by = card["versions"].get("segan_lib")
@@ -212,6 +274,11 @@ def load_bundle(path: str | Path) -> Bundle:
     weights_path = path / WEIGHTS
     if not weights_path.is_file():
         raise BundleError(f"model bundle {path}: {weights_path} is missing")
+    engine = choose_engine(card, path, engine)
+    if engine == "onnx":  # the weights file stays the bundle's identity (its id), the graph must match its card
+        return Bundle(path, card, _load_onnx(path, card), sha256=_file_sha256(weights_path), engine="onnx")
+    from segan_lib.nets.segmentor import build_segmentor
+
     try:
         with np.load(weights_path) as z:
             arrays = [z[k] for k in sorted(z.files)]
@@ -231,4 +298,18 @@ def load_bundle(path: str | Path) -> Bundle:
             raise BundleError(f"model bundle {path}: {weights_path} array v{i:04d} has shape {tuple(arr.shape)}, "
                               f"the segmentor of {CARD} expects {tuple(v.shape)} ({v.path})")
         v.assign(arr)
-    return Bundle(path, card, seg)
+    return Bundle(path, card, seg, sha256=_file_sha256(weights_path), engine="tensorflow")
+
+
+def _load_onnx(path: Path, card: dict) -> OnnxSegmentor:
+    """The bundle's ONNX segmentor, checked against the card's SHA-256; BundleError naming the file otherwise."""
+    onnx_path = path / onnx_entry(card)["file"]
+    expected = onnx_entry(card).get("sha256")
+    if expected and _file_sha256(onnx_path) != expected:
+        raise BundleError(f"model bundle {path}: {onnx_path} does not match the SHA-256 that {path / CARD} records "
+                          "(damaged or replaced)")
+    try:
+        return OnnxSegmentor(onnx_path, int(card["n_outputs"]))
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's errors (InvalidProtobuf, Fail, ...) share no base class
+        raise BundleError(f"model bundle {path}: {onnx_path} cannot be loaded ({exc.__class__.__name__}: "
+                          f"{' '.join(str(exc).split())[:300]})") from None

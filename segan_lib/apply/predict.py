@@ -9,10 +9,17 @@
 
 Steps for one case: check the contrasts (same shape and geometry, finite values); reorder the
 voxel axes to the training scans' orientation (axis permutations and flips only, undone at
-the end); resample to the bundle's spacing; crop (zero-pad where smaller) as in training, but
-on axes longer than the crop centred on the brain (non-zero voxels) rather than on the volume;
-clip and scale; predict every axial slice; threshold at the bundle's threshold; put the mask
+the end); resample to the bundle's spacing; crop (padding with the background where smaller)
+as in training, but on axes longer than the crop centred on the brain (the case's brain mask,
+else the voxels off each scan's background value: 0, or the minimum of a z-scored scan) rather
+than on the volume; clip and scale; predict every axial slice; threshold at the bundle's threshold; put the mask
 (nearest neighbour) and the probability (linear) back into the input grid.
+
+Options of the prediction (each also of `segan predict`): `tta` averages the probabilities over flips
+(segan_lib.apply.tta), `min_component_ml` removes small connected components from the final mask
+(segan_lib.apply.components), and an ensemble of bundles (segan_lib.apply.ensemble.make_ensemble)
+takes the place of a bundle anywhere. Which engine runs the segmentor is the bundle's
+(`load_bundle(path, engine=...)`, segan_lib.apply.engines); nothing here imports TensorFlow or Keras.
 """
 from __future__ import annotations
 
@@ -27,7 +34,9 @@ from typing import Mapping
 
 import numpy as np
 
+from segan_lib.apply.labels import mask_label_scheme, regions_to_labels
 from segan_lib.atomic import atomic_path, atomic_write_text
+from segan_lib.data.mask_descrip import mask_descrip
 from segan_lib.errors import DataError, SeganError
 
 from segan_lib.constants import AFFINE_TOLERANCE_MM
@@ -39,12 +48,18 @@ class MissingContrastWarning(UserWarning):
 
 @dataclass
 class PredictionResult:
-    mask: np.ndarray  # uint8, input grid: 1 = whole tumour (3 regions: 1 oedema-only, 2 core, 3 enhancing)
+    mask: np.ndarray  # uint8, input grid: 1 = whole tumour; 3 regions: `label_scheme`'s values (apply/labels.py)
     probability: np.ndarray  # float32, input grid: whole-tumour probability
     affine: np.ndarray  # the input's 4x4 voxel -> world affine
     header: dict = field(default_factory=dict)  # what the reader kept of the first contrast's header
     seconds: float = 0.0
     case_id: str | None = None
+    label_scheme: str | None = None  # the scheme whose label values the mask holds; None: a 0/1 whole-tumour mask
+    bundle_id: str = ""  # Bundle.id of the bundle that made it
+
+    def descrip(self, what: str = "mask") -> str:
+        """The NIfTI `descrip` naming the bundle and what a written file holds ("mask" or "probability")."""
+        return mask_descrip(self.bundle_id, self.label_scheme, what)
 
     @property
     def voxel_ml(self) -> float:
@@ -83,7 +98,8 @@ def _gather(bundle, images, allow_missing: bool, case_id: str | None):
         raise TypeError("images must be a Case or a dict contrast -> (array, affine)")
     missing = [c for c in needed if c not in arrays]
     if missing and not allow_missing:
-        raise DataError(f"contrast '{missing[0]}' is missing: the model needs {', '.join(needed)} "
+        has = f"; it has {', '.join(images.contrasts) or 'none'}" if isinstance(images, Case) else ""
+        raise DataError(f"contrast '{missing[0]}' is missing: the model needs {', '.join(needed)}{has} "
                         f"(allow_missing / --allow-missing fills a missing contrast with zeros)", case_id=case_id)
     if len(missing) == len(needed):
         raise DataError(f"none of the contrasts the model needs ({', '.join(needed)}) is given", case_id=case_id)
@@ -127,51 +143,93 @@ def _orientation_transforms(affine: np.ndarray, target_codes, shape):
     return fwd, nio.ornt_transform(target, here)
 
 
-def predict_case(bundle, images, allow_missing: bool = False, case_id: str | None = None) -> PredictionResult:
-    """Segment one case: a Case, or a dict contrast -> (array, affine) (or Volume) of the bundle's contrasts."""
+def predict_case(bundle, images, allow_missing: bool = False, case_id: str | None = None,
+                 label_scheme: str | None = None, tta: str | None = None,
+                 min_component_ml: float = 0.0) -> PredictionResult:
+    """Segment one case: a Case, or a dict contrast -> (array, affine) (or Volume) of the bundle's contrasts.
+
+    A three-region bundle's mask holds the label values of its training data's scheme, or of
+    `label_scheme` when given (segan_lib.apply.labels); a whole-tumour bundle's is 0/1.
+    `tta`: None, "lr" or "inplane" (segan_lib.apply.tta); `min_component_ml`: components of the mask
+    smaller than this are removed (segan_lib.apply.components; 0 keeps all).
+    """
     import nibabel.orientations as nio
 
-    from segan_lib.nets.inference import predict_array
-    from segan_lib.data.preprocess import preprocess_arrays, restore_to_source
+    from segan_lib.apply.components import remove_small_components
+    from segan_lib.apply.tta import predict_flipped, tta_flips
+    from segan_lib.nets.inference import predict_array  # numpy only: no TensorFlow
+    from segan_lib.data.preprocess import brain_centre, preprocess_arrays, restore_to_source
 
     t0 = time.perf_counter()
     bundle = _as_bundle(bundle)
+    scheme = mask_label_scheme(bundle, label_scheme)
+    check_options(bundle, tta, min_component_ml)  # before any work
+    flips = tta_flips(bundle.card, tta)
     arrays, affine, header, case_id = _gather(bundle, images, allow_missing, case_id)
     shape = next(iter(arrays.values())).shape
+    # the brain: the case's brain mask when its layout names one, else the voxels off each scan's background
+    # (0 for raw scans, the minimum of z-scored ones: segan_lib.data.preprocess.brain_region)
+    mask = _brain_mask(images, shape)
     cfg = bundle.preprocess_config()
     fwd, back = _orientation_transforms(affine, bundle.card["preprocessing"].get("orientation"), shape)
     work_affine = affine
     if fwd is not None:  # axis permutations and flips only: exact, undone at the end
         arrays = {c: nio.apply_orientation(a, fwd) for c, a in arrays.items()}
+        mask = nio.apply_orientation(mask, fwd) if mask is not None else None
         work_affine = affine @ nio.inv_ornt_aff(fwd, shape)
     spacing = tuple(float(s) for s in np.sqrt((work_affine[:3, :3] ** 2).sum(axis=0)))
     vols = arrays
-    brain = np.zeros(next(iter(vols.values())).shape, bool)
-    for v in vols.values():
-        brain |= v != 0
-    nz = np.nonzero(brain)
-    centre = [(ix.min() + ix.max()) / 2.0 for ix in nz] if nz[0].size else None
-    pre = preprocess_arrays(vols, None, spacing, cfg, bundle.contrasts, case_id or "", crop_center=centre)
+    centre = brain_centre(vols, mask)  # a zero-filled missing contrast adds no voxel
+    pre = preprocess_arrays(vols, None, spacing, cfg, bundle.contrasts, case_id or "", crop_center=centre,
+                            brain_mask=mask)
     x = np.moveaxis(pre.images, (0, 3), (3, 0))  # (C, X, Y, Z) -> (Z, X, Y, C)
-    probs = np.moveaxis(predict_array(bundle.segmentor, x), 0, 2)  # (X, Y, Z, R)
+    probs = predict_flipped(lambda a: predict_array(bundle.segmentor, a), x, flips)
+    probs = np.moveaxis(probs, 0, 2)  # (Z, X, Y, R) -> (X, Y, Z, R)
     above = probs > bundle.threshold
     mask_crop = above[..., 0].astype(np.uint8)
-    if probs.shape[-1] == 3:  # nested BraTS regions: 1 whole tumour, 2 core, 3 enhancing
-        mask_crop = mask_crop + (above[..., 0] & above[..., 1]) + (above[..., 0] & above[..., 1] & above[..., 2])
-        mask_crop = mask_crop.astype(np.uint8)
+    if probs.shape[-1] == 3:  # nested BraTS regions (wt, tc, et), in the label values of `scheme`
+        mask_crop = regions_to_labels(above[..., 0], above[..., 1], above[..., 2], scheme)
     mask = restore_to_source(mask_crop, pre.record, order=0).astype(np.uint8)
     prob = np.clip(restore_to_source(probs[..., 0].astype(np.float32), pre.record, order=1), 0, 1).astype(np.float32)
     if back is not None:
         mask = np.ascontiguousarray(nio.apply_orientation(mask, back))
         prob = np.ascontiguousarray(nio.apply_orientation(prob, back))
     assert mask.shape == tuple(shape), (mask.shape, shape)
+    voxel_ml = float(abs(np.linalg.det(np.asarray(affine, float)[:3, :3]))) / 1000.0
+    mask = remove_small_components(mask, voxel_ml, min_component_ml, scheme if probs.shape[-1] == 3 else None)
     return PredictionResult(mask, prob, np.asarray(affine, float).copy(), header,
-                            round(time.perf_counter() - t0, 3), case_id)
+                            round(time.perf_counter() - t0, 3), case_id, scheme if probs.shape[-1] == 3 else None,
+                            getattr(bundle, "id", ""))
 
 
-def predict(bundle_or_path, case, allow_missing: bool = False) -> np.ndarray:
+def check_options(bundle, tta: str | None = None, min_component_ml: float = 0.0) -> None:
+    """SeganError for an unknown TTA mode (or one the bundle's orientation cannot do) or a negative volume.
+
+    bundle None: the volume only (before a bundle is loaded)."""
+    from segan_lib.apply.tta import tta_flips
+
+    if bundle is not None:
+        tta_flips(bundle.card, tta)
+    if not min_component_ml >= 0:
+        raise SeganError(f"--min-component-ml must be 0 (keep every component) or more, got {min_component_ml:g}")
+
+
+def _brain_mask(images, shape) -> np.ndarray | None:
+    """The brain mask of a Case whose layout names one (checked against the scans' shape), else None."""
+    from segan_lib.data.case import Case
+
+    if not isinstance(images, Case) or not images.has_mask:
+        return None
+    mask = images.brain_mask()
+    if mask.shape != tuple(shape):
+        raise DataError(f"brain mask has shape {'x'.join(map(str, mask.shape))}, the scans "
+                        f"{'x'.join(map(str, shape))}", case_id=images.case_id, path=images.files.get("mask"))
+    return mask
+
+
+def predict(bundle_or_path, case, allow_missing: bool = False, label_scheme: str | None = None) -> np.ndarray:
     """The uint8 mask of one case (a Case or a dict contrast -> (array, affine)) in its own grid."""
-    return predict_case(bundle_or_path, case, allow_missing=allow_missing).mask
+    return predict_case(bundle_or_path, case, allow_missing=allow_missing, label_scheme=label_scheme).mask
 
 
 def _as_bundle(bundle):
@@ -220,8 +278,12 @@ def _nifti_header(source: Path | None):
         return None
 
 
-def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, header_source: Path | None = None) -> None:
-    """Write data (uint8 mask or float32 map) as NIfTI atomically, with the source's header when it has one."""
+def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, header_source: Path | None = None,
+                descrip: str | None = None) -> None:
+    """Write data (uint8 mask or float32 map) as NIfTI atomically, with the source's header when it has one.
+
+    `descrip` (at most 80 bytes) replaces the header's description: the bundle that made the file.
+    """
     import nibabel as nib
 
     path = Path(path)
@@ -229,6 +291,8 @@ def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, header_source:
     img = nib.Nifti1Image(data, affine, header=header)
     img.set_data_dtype(data.dtype)
     img.header.set_slope_inter(1.0, 0.0)
+    if descrip is not None:
+        img.header["descrip"] = descrip.encode("ascii", "replace")[:80]
     img.set_qform(affine, code=int(header["qform_code"]) if header is not None and int(header["qform_code"]) else 1)
     img.set_sform(affine, code=int(header["sform_code"]) if header is not None and int(header["sform_code"]) else 1)
     suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
@@ -241,8 +305,10 @@ def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray, header_source:
 
 def predict_file_set(bundle, files: Mapping[str, str | os.PathLike], out_path: str | os.PathLike,
                      overwrite: bool = False, probability_path: str | os.PathLike | None = None,
-                     allow_missing: bool = False) -> PredictionResult:
-    """Segment one case given as files (contrast -> path); write the mask (uint8 NIfTI) to out_path."""
+                     allow_missing: bool = False, label_scheme: str | None = None, **options) -> PredictionResult:
+    """Segment one case given as files (contrast -> path); write the mask (uint8 NIfTI) to out_path.
+
+    options: tta, min_component_ml, as predict_case."""
     from segan_lib.constants import CONTRASTS
     from segan_lib.data.volume_io import read_volume
 
@@ -257,25 +323,30 @@ def predict_file_set(bundle, files: Mapping[str, str | os.PathLike], out_path: s
     first = next((files[c] for c in bundle.contrasts if c in files), None)
     case_id = _case_name(first) if first is not None else None
     volumes = {c: read_volume(files[c], case_id=case_id, kind="image") for c in bundle.contrasts if c in files}
-    return _predict_to_files(bundle, volumes, out_path, probability_path, first, allow_missing, case_id)
+    return _predict_to_files(bundle, volumes, out_path, probability_path, first, allow_missing, case_id,
+                             label_scheme, **options)
 
 
 def predict_case_to_file(bundle, case, out_path: str | os.PathLike, overwrite: bool = False,
                          probability_path: str | os.PathLike | None = None,
-                         allow_missing: bool = False) -> PredictionResult:
-    """Segment one Case of any layout (e.g. a single case folder) into one mask file."""
+                         allow_missing: bool = False, label_scheme: str | None = None, **options) -> PredictionResult:
+    """Segment one Case of any layout (e.g. a single case folder) into one mask file (options: as predict_case)."""
     out_path = _check_output(Path(out_path), overwrite)
     if probability_path is not None:
         probability_path = _check_output(Path(probability_path), overwrite)
     first = next((case.files.get(c) for c in bundle.contrasts if case.files.get(c)), None)
-    return _predict_to_files(bundle, case, out_path, probability_path, first, allow_missing, case.case_id)
+    return _predict_to_files(bundle, case, out_path, probability_path, first, allow_missing, case.case_id,
+                             label_scheme, **options)
 
 
-def _predict_to_files(bundle, images, out_path, probability_path, header_source, allow_missing, case_id):
-    result = predict_case(bundle, images, allow_missing=allow_missing, case_id=case_id)
-    write_nifti(out_path, result.mask, result.affine, header_source)
+def _predict_to_files(bundle, images, out_path, probability_path, header_source, allow_missing, case_id,
+                      label_scheme=None, **options):
+    result = predict_case(bundle, images, allow_missing=allow_missing, case_id=case_id, label_scheme=label_scheme,
+                          **options)
+    write_nifti(out_path, result.mask, result.affine, header_source, descrip=result.descrip())
     if probability_path is not None:
-        write_nifti(probability_path, result.probability, result.affine, header_source)
+        write_nifti(probability_path, result.probability, result.affine, header_source,
+                    descrip=result.descrip("probability"))
     return result
 
 
@@ -288,8 +359,9 @@ def _case_name(path: Path) -> str:
 
 
 # ---------------------------------------------------------------- folders
+# bundle: the Bundle.id of the bundle that made the masks (each mask's NIfTI descrip names it too)
 FOLDER_SUMMARY_COLUMNS = ("case_id", "status", "tumour_ml", "seconds", "dice", "precision", "sensitivity", "hd95_mm",
-                   "message")
+                   "message", "bundle")
 
 
 def open_input(input_dir: str | os.PathLike):
@@ -334,8 +406,13 @@ def _pass_on(caught) -> None:
 
 def predict_folder(bundle, input_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False,
                    evaluate: bool = False, allow_missing: bool = False, progress: bool = True,
-                   probabilities: bool = False) -> list[tuple[str, str]]:
+                   probabilities: bool = False, label_scheme: str | None = None,
+                   **options) -> list[tuple[str, str]]:
     """Segment every case of a data set folder into <out>/<case>.nii.gz and write <out>/summary.csv.
+
+    `label_scheme`: the label values of a three-region bundle's masks, as in `predict_case`, and
+    options (tta, min_component_ml) too. `probabilities`: also <out>/<case>_probability.nii.gz.
+    `progress`: a progress bar on stderr when it is a terminal.
 
     A case that fails is recorded (status error, with the message) and the next one is done.
     Returns the failures as (case id, message).
@@ -349,20 +426,23 @@ def predict_folder(bundle, input_dir: str | os.PathLike, out_dir: str | os.PathL
     if evaluate and not any(c.has_label for c in ds):
         raise SeganError(f"evaluate (--evaluate) has no effect on {input_dir}: none of its {len(ds)} case(s) has "
                          "a label to compare the masks with")
+    mask_label_scheme(bundle, label_scheme)  # a scheme that cannot be had fails once, not once per case
+    check_options(bundle, **options)  # so do bad options
     out_dir = _writable_folder(Path(out_dir))
     rows, failures = [], []
     for key, reason in getattr(ds, "skipped", []) or []:
         rows.append({"case_id": key, "status": "error", "message": reason})
         failures.append((key, reason))
-    for case in tqdm(list(ds), desc="predict", unit="case", disable=not progress):
+    for case in tqdm(list(ds), desc="predict", unit="case", disable=None if progress else True):
         row = {"case_id": case.case_id}
         try:
             out = _check_output(out_dir / f"{case.case_id}.nii.gz", overwrite)
-            result = predict_case(bundle, case, allow_missing=allow_missing)
+            prob_out = _check_output(out_dir / f"{case.case_id}_probability.nii.gz", overwrite) if probabilities else None
+            result = predict_case(bundle, case, allow_missing=allow_missing, label_scheme=label_scheme, **options)
             first = next((case.files.get(c) for c in bundle.contrasts if case.files.get(c)), None)
-            write_nifti(out, result.mask, result.affine, first)
-            if probabilities:
-                write_nifti(out_dir / f"{case.case_id}_probability.nii.gz", result.probability, result.affine, first)
+            write_nifti(out, result.mask, result.affine, first, descrip=result.descrip())
+            if prob_out is not None:
+                write_nifti(prob_out, result.probability, result.affine, first, descrip=result.descrip("probability"))
             row.update(status="ok", tumour_ml=round(result.tumour_ml, 3), seconds=result.seconds)
             if evaluate and case.has_label:
                 truth = case.volume("label")
@@ -380,6 +460,6 @@ def predict_folder(bundle, input_dir: str | os.PathLike, out_dir: str | os.PathL
     writer = csv.DictWriter(buf, fieldnames=FOLDER_SUMMARY_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: row.get(k, "") for k in FOLDER_SUMMARY_COLUMNS})
+        writer.writerow({k: row.get(k, "") for k in FOLDER_SUMMARY_COLUMNS} | {"bundle": getattr(bundle, "id", "")})
     atomic_write_text(out_dir / "summary.csv", buf.getvalue())
     return failures

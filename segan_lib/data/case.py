@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from segan_lib.constants import CONTRASTS, GRADES  # noqa: F401 - part of the data layer's names
+from segan_lib.constants import CONTRASTS, GRADES  # noqa: F401 - GRADES is part of the data layer's names
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,10 @@ LABEL_SCHEMES: dict[str, LabelScheme] = {
 }
 
 
+# the key of a case's brain-mask file in `Case.files` / `Case.sources`, beside the contrasts and "label"
+MASK_KEY = "mask"
+
+
 @dataclass(frozen=True)
 class Volume:
     """One 3-D image as read from disk, with its geometry."""
@@ -75,16 +79,33 @@ class Case:
     case_id: str
     grade: str | None  # "HGG", "LGG" or None when the layout does not say
     layout: str  # key of LABEL_SCHEMES / the detected layout name
-    files: dict[str, Path]  # contrast or "label" -> file on disk (for information and errors)
+    files: dict[str, Path]  # contrast, "label" or "mask" -> file on disk (for information and errors)
     sources: dict[str, Callable[[], Volume]] = field(repr=False)
+    # key of LABEL_SCHEMES; None = the layout's own (layouts that name no scheme of their own,
+    # nnU-Net and pattern, set it from dataset.json or --label-scheme)
+    scheme: str | None = None
 
     @property
     def label_scheme(self) -> LabelScheme:
-        return LABEL_SCHEMES[self.layout]
+        return LABEL_SCHEMES[self.scheme or self.layout]
 
     @property
     def has_label(self) -> bool:
         return "label" in self.sources
+
+    @property
+    def has_mask(self) -> bool:
+        """True when the layout names a brain-mask file for this case (MASK_KEY in `sources`)."""
+        return MASK_KEY in self.sources
+
+    @property
+    def contrasts(self) -> list[str]:
+        """The contrasts this case has files for, in the project's order (a subset of CONTRASTS)."""
+        return [c for c in CONTRASTS if c in self.sources]
+
+    def brain_mask(self) -> np.ndarray:
+        """The brain mask the layout names (non-zero = brain), as a boolean array."""
+        return self.volume(MASK_KEY).data > 0
 
     def volume(self, name: str) -> Volume:
         """Read one contrast ('t1', 't1c', 't2', 'flair') or 'label'."""

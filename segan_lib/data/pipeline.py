@@ -42,7 +42,9 @@ class SliceSet:
 
 
 def region_masks(label: np.ndarray, layout: str, regions: str) -> np.ndarray:
-    """(..., R) uint8 masks of the regions ('wt' or 'brats' = wt, tc, et) from a label volume."""
+    """(..., R) uint8 masks of the regions ('wt' or 'brats' = wt, tc, et) from a label volume.
+
+    layout: the key of LABEL_SCHEMES the label follows (a case's scheme, else its layout)."""
     scheme = LABEL_SCHEMES[layout]
     all_regions = scheme.regions(np.asarray(label))
     return np.stack([all_regions[r] for r in REGION_NAMES[regions]], axis=-1).astype(np.uint8)
@@ -50,13 +52,17 @@ def region_masks(label: np.ndarray, layout: str, regions: str) -> np.ndarray:
 
 def load_slices(cache, case_ids: Sequence[str], contrasts: Sequence[str], regions: str = "wt",
                 slices: str = "all") -> SliceSet:
-    """Every axial slice of the cases ('all', the paper) or only those holding tumour ('tumour')."""
+    """Every axial slice of the cases ('all', the paper) or only those holding tumour ('tumour').
+
+    Each case must have the contrasts and a label (a DataError names it otherwise: pick the cases
+    first with `cache.usable`)."""
     images, masks, cidx, sidx = [], [], [], []
     for i, cid in enumerate(case_ids):
         vol = np.asarray(cache.images(cid, list(contrasts)))  # (C, X, Y, Z)
         lab = np.asarray(cache.label(cid))  # (X, Y, Z)
-        layout = cache.meta[cid].get("layout", "brats2018")
-        m = region_masks(lab, layout, regions)  # (X, Y, Z, R)
+        meta = cache.meta[cid]
+        scheme = meta.get("scheme") or meta.get("layout", "brats2018")
+        m = region_masks(lab, scheme, regions)  # (X, Y, Z, R)
         keep = np.arange(vol.shape[-1])
         if slices == "tumour":
             keep = keep[m[..., 0].any(axis=(0, 1))]

@@ -2,13 +2,19 @@
 
 The paper's steps, in order (section IV-B and the authors' code):
 1. (option) resample to an isotropic spacing; the paper works at BraTS' native 1 mm;
-2. centre crop to 180x180x128 voxels, zero-padding an axis that is smaller;
+2. centre crop to 180x180x128 voxels, padding an axis that is smaller with the background;
 3. clip at the 2nd and 98th percentile of the cropped volume (background included;
    option: brain voxels only);
 4. min-max scale to [0, 1].
 The window (start, possibly negative where padded) and the resampling are
 recorded in a `PreprocessRecord` so that `restore_to_source` puts a prediction
 back into the scan's own grid.
+
+The background (the air around the head) is not assumed to be 0: intensity-normalised scans
+(z-scored inside the brain) store it as their minimum, a negative value. `background_value`
+finds it (the minimum when a sizeable part of the voxels hold it, else 0), and `brain_region`
+takes the case's brain mask when the layout names one, else the voxels off the background; the
+padding, the 'brain' percentiles and the brain-centred crop of prediction (`brain_centre`) use them.
 """
 from __future__ import annotations
 
@@ -121,11 +127,64 @@ def _overlap(full_shape, start, crop_shape):
     return tuple(src), tuple(dst)
 
 
+# ---------------------------------------------------------------- background and brain
+# the least share of the voxels the minimum value must hold to be taken for a flat background; BraTS
+# scans hold 80-86% background (the two real BRATS 2015 z-scored cases: 81% and 86% at their minimum)
+BACKGROUND_MIN_FRACTION = 0.01
+
+
+def background_value(volume: np.ndarray) -> float:
+    """The value of the air around the head: the image's minimum when at least BACKGROUND_MIN_FRACTION of
+    the voxels hold it (0 for raw BraTS scans, the negative minimum of z-scored ones), else 0 (a background
+    of noise, where no single value is the air: the convention of raw scans)."""
+    lo = volume.min()
+    if np.count_nonzero(volume == lo) >= BACKGROUND_MIN_FRACTION * volume.size:
+        return float(lo)
+    return 0.0
+
+
+def off_background(volume: np.ndarray, background: float | None = None) -> np.ndarray:
+    """Boolean: the voxels whose value is not the background (`background`, default background_value).
+
+    A tolerance of 1e-6 of the value range absorbs the float32 rounding of linear resampling, which can
+    move a flat background by a step or two (9.5e-7 off the minimum -5.34 of a real z-scored FLAIR
+    resampled to 1.4 mm; the tolerance there is 1.7e-5)."""
+    background = background_value(volume) if background is None else float(background)
+    span = float(volume.max() - volume.min())
+    return np.abs(volume - np.float32(background)) > 1e-6 * max(span, 1e-30)
+
+
+def brain_region(images, mask: np.ndarray | None = None) -> np.ndarray:
+    """Boolean brain of a case: its brain mask (non-zero) when given, else every voxel where some
+    contrast differs from its background value. `images`: the contrasts' arrays (a dict or a sequence)."""
+    if mask is not None:
+        return np.asarray(mask) != 0
+    volumes = list(images.values()) if isinstance(images, dict) else list(images)
+    brain = np.zeros(volumes[0].shape, bool)
+    for v in volumes:
+        brain |= off_background(v)
+    return brain
+
+
+def brain_centre(images, mask: np.ndarray | None = None) -> list[float] | None:
+    """The centre of the brain's bounding box (voxel coordinates), or None when no voxel is brain."""
+    nz = np.nonzero(brain_region(images, mask))
+    return [(ix.min() + ix.max()) / 2.0 for ix in nz] if nz[0].size else None
+
+
 # ---------------------------------------------------------------- intensities
-def clip_range(volume: np.ndarray, percentiles: tuple[float, float], region: str = "volume") -> tuple[float, float]:
-    """The (low, high) clip values: percentiles over every voxel, or over non-zero ones ('brain')."""
-    values = volume[volume != 0] if region == "brain" else volume
-    if values.size == 0:  # an all-zero crop: nothing to scale
+def clip_range(volume: np.ndarray, percentiles: tuple[float, float], region: str = "volume",
+               brain: np.ndarray | None = None, background: float | None = None) -> tuple[float, float]:
+    """The (low, high) clip values: percentiles over every voxel ('volume'), or over the brain ('brain'):
+    the voxels of `brain` (a mask of this grid) when given, else those that differ from the background
+    (`background`, by default background_value(volume))."""
+    if region == "brain":
+        if brain is None:
+            brain = off_background(volume, background)
+        values = volume[brain]
+    else:
+        values = volume
+    if values.size == 0:  # no brain voxel in the crop: nothing to scale
         return 0.0, 0.0
     lo, hi = np.percentile(values, percentiles)
     return float(lo), float(hi)
@@ -157,12 +216,16 @@ def preprocess_arrays(
     contrasts: Sequence[str],
     case_id: str = "",
     crop_center: Sequence[float] | None = None,
+    brain_mask: np.ndarray | None = None,
 ) -> PreprocessedCase:
     """Apply the paper's steps to one case's contrasts (and label, if any).
 
     crop_center: None (the paper) centres the crop on the volume; otherwise a point in the
     source grid's voxel coordinates (e.g. the centre of the brain) the crop is centred on,
     on the axes longer than the crop.
+    brain_mask: the case's brain mask in the source grid (non-zero = brain), used for the 'brain'
+    percentiles; without it the brain is the voxels off each contrast's background value.
+    Padding takes each contrast's background value, so it stays the darkest value after scaling.
     """
     source_shape = tuple(int(n) for n in next(iter(images.values())).shape)
     new_shape = resampled_shape(source_shape, spacing, cfg.spacing_mm)
@@ -172,11 +235,16 @@ def preprocess_arrays(
         centre = [(float(m) + 0.5) * nn / so - 0.5 for m, nn, so in zip(crop_center, new_shape, source_shape)]
         start = crop_start_around(new_shape, cfg.crop_shape, centre)
     out = np.empty((len(contrasts), *cfg.crop_shape), dtype=np.float32)
+    brain = None
+    if brain_mask is not None and cfg.percentile_region == "brain":
+        mask = resample((np.asarray(brain_mask) != 0).astype(np.uint8), new_shape, order=0)
+        brain = crop_or_pad(mask, start, cfg.crop_shape).astype(bool)
     ranges = {}
     for i, contrast in enumerate(contrasts):
+        background = background_value(images[contrast])
         vol = resample(images[contrast], new_shape, order=1)
-        vol = crop_or_pad(vol, start, cfg.crop_shape)
-        lo, hi = clip_range(vol, cfg.percentiles, cfg.percentile_region)
+        vol = crop_or_pad(vol, start, cfg.crop_shape, fill=background)
+        lo, hi = clip_range(vol, cfg.percentiles, cfg.percentile_region, brain=brain, background=background)
         ranges[contrast] = (lo, hi)
         out[i] = clip_and_scale(vol, lo, hi)
     cropped_label = None

@@ -17,8 +17,19 @@ def format_summary(summary: dict) -> str:
         f"Cases:     {summary['n_cases']} ({summary['n_with_label']} with a label)",
         f"Grades:    HGG {g.get('HGG', 0)}, LGG {g.get('LGG', 0)}, unknown {g.get('unknown', 0)}"
         + (f"  (from {summary['grades_source']})" if summary.get("grades_source") else ""),
-        f"Labels allowed by the layout: {', '.join(map(str, summary['label_scheme']))}",
+        f"Labels allowed by the layout: {', '.join(map(str, summary['label_scheme'])) or 'none named (no labels)'}",
     ]
+    counts = summary.get("contrasts") or {}
+    if counts:
+        lines.append("Contrasts: " + "; ".join(
+            f"{c} {n['cases']} case{'s' if n['cases'] != 1 else ''} ({n['with_label']} with a label)"
+            for c, n in counts.items()))
+        absent = [c for c, n in counts.items() if n["cases"] == 0]
+        if absent:
+            lines.append(f"           no case has {', '.join(absent)}: a run can use only the others "
+                         "(segan train --contrasts ...)")
+    if summary.get("n_with_mask"):
+        lines.append(f"Brain masks: {summary['n_with_mask']} case{'s' if summary['n_with_mask'] != 1 else ''}")
     if summary.get("skipped"):
         lines.append(f"Skipped when listing: {len(summary['skipped'])}")
         lines += [f"  - {reason}" for _, reason in summary["skipped"]]
@@ -41,6 +52,8 @@ def format_summary(summary: dict) -> str:
         if bad:
             lines.append(f"Unusable cases: {len(bad)}")
             lines += [f"  - {reason}" for _, reason in bad]
+        elif summary.get("skipped"):
+            lines.append("Every listed case read and checked: no problem found (but some were skipped when listing).")
         else:
             lines.append("Every case read and checked: no problem found.")
     return "\n".join(lines)

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from segan_lib.constants import CONTRASTS
 from segan_lib.data.dataset import _ON_BAD, Dataset, _warn_skipped, load_case
 from segan_lib.errors import DataError
 
 
 def validate_dataset(
-    ds: Dataset, contrasts: Sequence[str] = CONTRASTS, on_bad_case: str = "error"
+    ds: Dataset, contrasts: Sequence[str] | None = None, on_bad_case: str = "error"
 ) -> tuple[list[str], list[tuple[str, str]]]:
-    """Load every case once (one at a time) and check it.
+    """Load every case once (one at a time) and check it: `contrasts` (None: each case's own, which
+    a case lacking one of the given contrasts fails), its label and brain mask when it has them.
 
     Returns (ids of good cases, [(case id, reason)] of bad ones). With on_bad_case='error'
     the first bad case raises its DataError; with 'skip' a BadCaseWarning lists the bad

@@ -49,8 +49,11 @@ def load_run_models(run_dir: Path, tag: str = "best"):
 
 
 def evaluate_run(run: str | Path, subset: str = "test", contrasts: Sequence[str] | None = None,
-                 tag: str = "best", compute_hd95: bool = True, log=print) -> tuple[pd.DataFrame, dict]:
+                 tag: str = "best", compute_hd95: bool = True, log=print,
+                 progress: bool = False) -> tuple[pd.DataFrame, dict]:
     """Per-subject metrics of a run on a subset of its split, optionally on other contrasts.
+
+    progress: a bar over the predicted slices on stderr, when it is a terminal.
 
     Writes runs/<run>/eval_<subset>[_on-<contrasts>].csv (per subject) and .json (summary).
     """
@@ -69,10 +72,14 @@ def evaluate_run(run: str | Path, subset: str = "test", contrasts: Sequence[str]
         raise SeganError(f"run {run_dir.name} takes {len(trained_on)} contrast(s) ({', '.join(trained_on)}); "
                          f"cannot evaluate it on {len(contrasts)} ({', '.join(contrasts)})")
     cache = open_cache(profile.data_root, profile.preprocess)
-    split = load_split(default_splits_path(profile.data_root), case_ids=cache.case_ids)
+    split = load_split(default_splits_path(profile.data_root), case_ids=cache.listed_ids)
+    # the cases with these contrasts and a label: the others are a DataError naming them, or are left out
+    # with a warning under data.on_bad_case=skip
+    case_ids = cache.usable(split.subset(subset), contrasts, need_label=True, on_bad_case=profile.data.on_bad_case,
+                            user="evaluation")
     field = profile.evaluate.field
-    data = field_slices(load_slices(cache, split.subset(subset), contrasts, profile.model.regions, "all"), field)
-    probs = predict_slices(model.segmentor, data, batch_size=profile.train.batch_size)
+    data = field_slices(load_slices(cache, case_ids, contrasts, profile.model.regions, "all"), field)
+    probs = _predict_with_progress(model.segmentor, data.images, profile.train.batch_size, progress)
     table = volume_metrics_table(probs, data, spacing_mm=profile.preprocess.spacing_mm, compute_hd95=compute_hd95)
     summary_table = summarize_table(table.drop(columns=["case_id"]), seed=profile.train.seed)
     tag_name = f"eval_{subset}" + ("" if contrasts == trained_on else f"_on-{'-'.join(contrasts)}")
@@ -92,6 +99,23 @@ def evaluate_run(run: str | Path, subset: str = "test", contrasts: Sequence[str]
         log(f"evaluate: {run_dir.name} on {subset} ({', '.join(contrasts)}): Dice {d['mean']:.3f} "
             f"[{d['ci_low']:.3f}, {d['ci_high']:.3f}] over {len(table)} volumes -> {run_dir / (tag_name + '.csv')}")
     return table, summary
+
+
+def _predict_with_progress(segmentor, images, batch_size: int, progress: bool) -> np.ndarray:
+    """predict_array over chunks of whole batches (the same batches, so the same numbers), with a bar."""
+    from tqdm.auto import tqdm
+
+    from segan_lib.nets.inference import predict_array
+
+    if not progress:
+        return predict_array(segmentor, images, batch_size)
+    chunk = batch_size * 4
+    parts = []
+    with tqdm(total=len(images), desc="evaluate", unit="slice", disable=None) as bar:
+        for s in range(0, len(images), chunk):
+            parts.append(predict_array(segmentor, images[s:s + chunk], batch_size))
+            bar.update(len(parts[-1]))
+    return np.concatenate(parts) if parts else predict_array(segmentor, images, batch_size)
 
 
 def predict_cases(run: str | Path, case_ids: Sequence[str], contrasts: Sequence[str] | None = None,

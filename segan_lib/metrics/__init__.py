@@ -1,7 +1,11 @@
-"""Segmentation metrics in numpy and Keras ops: per volume, pooled or per slice, summaries with bootstrap intervals, paired statistics."""
+"""Segmentation metrics in numpy and Keras ops: per volume, pooled or per slice, summaries with bootstrap intervals, the seed protocol, paired statistics."""
 from segan_lib._exports import lazy_exports
 
 _NAMES = {
+    "BRATS_EMPTY_HD95_MM": "surface",
+    "DEFAULT_NSD_TOLERANCE_MM": "surface",
+    "SURFACE_METRICS": "surface",
+    "SurfaceMetrics": "surface",
     "COUNT_COLUMNS": "volume",
     "Counts": "volume",
     "METRICS": "volume",
@@ -9,6 +13,7 @@ _NAMES = {
     "PROTOCOL_NOTES": "protocols",
     "PairedTest": "statistics",
     "RATIO_METRICS": "volume",
+    "SEED_SUMMARY_COLUMNS": "seeds",
     "SUMMARY_COLUMNS": "summary",
     "SetEvaluation": "protocols",
     "Summary": "summary",
@@ -21,7 +26,10 @@ _NAMES = {
     "dice_per_sample": "batch",
     "evaluate_set": "protocols",
     "hd95": "volume",
+    "hd95_brats": "surface",
+    "hd95_from_distances": "volume",
     "holm": "statistics",
+    "normalized_surface_dice": "surface",
     "paired_difference_test": "statistics",
     "precision": "volume",
     "precision_per_sample": "batch",
@@ -30,14 +38,29 @@ _NAMES = {
     "ratios_from_counts": "volume",
     "sensitivity": "volume",
     "sensitivity_per_sample": "batch",
+    "per_seed_means": "seeds",
+    "seed_averaged": "seeds",
+    "seed_spread": "seeds",
+    "seed_summary": "seeds",
     "signed_rank_sums": "statistics",
     "specificity": "volume",
     "specificity_per_sample": "batch",
     "summarize": "summary",
     "summarize_table": "summary",
     "surface_distances": "volume",
+    "surface_metrics": "surface",
+    "volume_difference_ml": "surface",
     "volume_metrics": "volume",
     "wilcoxon_paired": "statistics",
+    "GaussianMixture": "tissue_mixture",
+    "bhattacharyya_distance": "tissue_mixture",
+    "class_separations": "tissue_mixture",
+    "fit_gaussian_mixture": "tissue_mixture",
+    "components": "tumour_shape",
+    "distance_mm": "tumour_shape",
+    "surface_area_mm2": "tumour_shape",
+    "tumour_shape": "tumour_shape",
+    "volume_ml": "tumour_shape",
 }
 __all__ = sorted(_NAMES)
 __getattr__, __dir__ = lazy_exports(__name__, _NAMES)

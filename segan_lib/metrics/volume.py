@@ -36,7 +36,8 @@ background); for every surface voxel of A the Euclidean distance in mm (voxel
 `spacing`, anisotropic allowed) to the nearest surface voxel of B, and the same from B
 to A; both sets are pooled and HD95 is their 95th percentile (numpy's default linear
 interpolation). BraTS toolkits take instead the maximum of the two directed 95th
-percentiles; the two agree on symmetric errors and differ otherwise. Computed with
+percentiles (`segan_lib.metrics.surface.hd95_brats`, with the normalised surface Dice and the
+volume difference); the two agree on symmetric errors and differ otherwise. Computed with
 ``scipy.ndimage.distance_transform_edt(sampling=spacing)`` on the bounding box of both
 masks plus a one-voxel margin (which gives the same values as on the full array).
 """
@@ -203,12 +204,16 @@ def surface_distances(pred: Any, truth: Any, spacing: float | Sequence[float] = 
     return d_to_t[sp_surf], d_to_p[st_surf]
 
 
+def hd95_from_distances(pred_to_truth: np.ndarray, truth_to_pred: np.ndarray) -> float:
+    """HD95 (MedPy) of the two directed distance sets of `surface_distances`; NaN if either is empty."""
+    if pred_to_truth.size == 0 or truth_to_pred.size == 0:
+        return float("nan")
+    return float(np.percentile(np.concatenate([pred_to_truth, truth_to_pred]), 95))
+
+
 def hd95(pred: Any, truth: Any, spacing: float | Sequence[float] = 1.0) -> float:
     """95th percentile of the pooled symmetric surface distances in mm (MedPy); NaN if a mask is empty."""
-    a, b = surface_distances(pred, truth, spacing)
-    if a.size == 0 or b.size == 0:
-        return float("nan")
-    return float(np.percentile(np.concatenate([a, b]), 95))
+    return hd95_from_distances(*surface_distances(pred, truth, spacing))
 
 
 # ---------------------------------------------------------------- one volume

@@ -11,14 +11,15 @@ from pathlib import Path
 from segan_lib.config import Profile
 
 
-def export_after_training(result, log=print) -> Path | None:
-    """The bundle of a finished run; a failed export is reported, never lost silently, and keeps the run."""
+def export_after_training(result, log=print, onnx: bool = True) -> Path | None:
+    """The bundle of a finished run (with its ONNX segmentor unless onnx=False); a failed export is reported,
+    never lost silently, and keeps the run."""
     from segan_lib.apply.bundle import export_bundle
 
     if result.best_epoch <= 0 or not result.wrote_run_folder:
         return None  # nothing trained, or not the chief of a multi-worker run (the chief writes the bundle)
     try:
-        return export_bundle(result.run_dir)
+        return export_bundle(result.run_dir, onnx=onnx)
     except Exception as exc:  # noqa: BLE001 - a failed export must not lose the run
         message = (f"train: {result.run_dir.name}: could not write the model bundle ({exc.__class__.__name__}: "
                    f"{exc}); run `segan export {result.run_dir}` to retry")
@@ -28,15 +29,17 @@ def export_after_training(result, log=print) -> Path | None:
         return None
 
 
-def train_model(profile: Profile, run_name: str | None = None, *, resume: bool | None = None, log=print, **kwargs):
-    """Train a run (resume=None: continue it when it has a checkpoint), then write its bundle."""
+def train_model(profile: Profile, run_name: str | None = None, *, resume: bool | None = None, log=print,
+                onnx: bool = True, **kwargs):
+    """Train a run (resume=None: continue it when it has a checkpoint), then write its bundle (onnx: with
+    its ONNX segmentor)."""
     from segan_lib.run_files import has_checkpoint
     from segan_lib.training.trainer import train
 
     if resume is None:
         resume = bool(run_name) and has_checkpoint(run_name)
     result = train(profile, run_name, resume=resume, log=log, **kwargs)
-    export_after_training(result, log)
+    export_after_training(result, log, onnx=onnx)
     return result
 
 
@@ -51,5 +54,14 @@ def evaluate_model(run: str | Path, subset: str = "test", contrasts=None, tag: s
     run_dir = run_folder(run)
     if subset == "test" and tag == "best" and summary["evaluated_on"] == summary["trained_on"] \
             and (run_dir / "bundle").is_dir():
-        export_bundle(run_dir)
+        export_bundle(run_dir, onnx=_has_onnx(run_dir / "bundle"))  # the bundle keeps what it had
     return table, summary
+
+
+def _has_onnx(bundle_dir: Path) -> bool:
+    import json
+
+    try:
+        return bool((json.loads((bundle_dir / "card.json").read_text()).get("onnx") or {}).get("file"))
+    except (OSError, ValueError):
+        return True

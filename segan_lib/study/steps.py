@@ -5,7 +5,8 @@ step's run folder, runs/<step>__<key>/, records them). The key hashes the parame
 the step runs (`code_hash`: every segan_lib/**/*.py and the step's notebook), so a changed library
 file or notebook gives new folders and the step runs again instead of being "already done".
 `study_steps` lists a profile's steps in order: the data
-(phantom, preprocessing, split), the exploration notebook, the paper's models, evaluation, transfer
+(phantom, preprocessing, split), the exploration notebook, (with study.real_data) the phantom against real
+scans, the paper's models, evaluation, transfer
 matrix and results, and the transfer study; `planned_runs` names the run folders they use.
 """
 from __future__ import annotations
@@ -103,6 +104,8 @@ def study_steps(profile: Profile, profile_name: str, with_models: bool = True) -
     steps = _data_steps(profile)
     base_overrides = profile_overrides(profile, profile_name)
     steps.append(_exploration_step(profile, profile_name, base_overrides))
+    if profile.study.real_data:  # a real data set to hold the phantom against (segan study --real)
+        steps.append(_phantom_vs_real_step(profile, profile_name, base_overrides))
     if not with_models:
         return steps
 
@@ -122,7 +125,9 @@ def _data_steps(profile: Profile) -> list[Step]:
     is_phantom = data_root.resolve().is_relative_to(paths.data_dir().resolve()) or (data_root / "phantom.json").exists()
     steps: list[Step] = [_phantom_step(profile)] if is_phantom else []
     data_params = {"data": str(data_root), "layout": profile.data.layout, "grades": profile.data.grades_file,
-                   "on_bad_case": profile.data.on_bad_case}
+                   "on_bad_case": profile.data.on_bad_case,
+                   # the pattern layout's settings, where given (the steps of other data sets keep their keys)
+                   **{k: v for k, v in profile.data.layout_settings().items() if v is not None}}
 
     def run_preprocess(step: Step, run_dir: Path) -> list[Path]:
         from segan_lib.data.cache import build_cache
@@ -180,46 +185,82 @@ def _exploration_step(profile: Profile, profile_name: str, base_overrides: dict)
                 explore_params, run_explore, notebook="01_data_exploration.ipynb")
 
 
+def _phantom_vs_real_step(profile: Profile, profile_name: str, base_overrides: dict) -> Step:
+    """The phantom against the real scans of study.real_data: intensities per tissue, tumour shapes. It makes
+    its phantom subjects in memory (the first study.real_phantom_n of the profile's phantom), so it waits for
+    no other step."""
+    from segan_lib.reporting.phantom_vs_real import NOTEBOOK_LAYOUT_PARAMETERS, OUTPUT_NAMES
+
+    study = profile.study
+    real = paths.resolve(study.real_data)
+    layout = {k: v for k, v in (study.real_layout or {}).items() if v is not None}
+    params = {"real": str(real), "real_layout": layout, "n_phantom": study.real_phantom_n,
+              "phantom": {"n": profile.data.phantom_n, "seed": profile.data.phantom_seed,
+                          "voxel_size": profile.data.phantom_voxel_size},
+              "preprocess": profile.to_dict()["preprocess"], "notebook_version": 1}
+
+    def run(step: Step, run_dir: Path) -> list[Path]:
+        figures = paths.figures_dir()
+        nb = run_notebook("08_phantom_vs_real.ipynb", run_dir, {
+            "profile": profile_name, "overrides": base_overrides, "real_data": str(real), "n_phantom": study.real_phantom_n,
+            "out_dir": str(figures), **{NOTEBOOK_LAYOUT_PARAMETERS[k]: v for k, v in layout.items()}})
+        return [nb] + [figures / name for name in OUTPUT_NAMES]
+
+    return Step("08_phantom_vs_real", "the phantom against real scans: intensities per tissue, tumour shapes",
+                params, run, needs=[], notebook="08_phantom_vs_real.ipynb")
+
+
 # ---------------------------------------------------------------- the paper
 def _paper_steps(profile: Profile, profile_name: str, base_overrides: dict, data_steps: list[Step]) -> list[Step]:
-    """Tables I-III, Fig. 2 and 3: 13 models, their evaluation, the transfer matrix and the results."""
+    """Tables I-III, Fig. 2 and 3: the models (one per seed of study.seeds for Tables I and II), their
+    evaluation, the transfer matrix and the results."""
     model_steps = _model_steps(profile, profile_name, base_overrides, data_steps)
     singles = {c: model_steps[f"single_{c}"] for c in ("t1", "t1c", "t2", "flair")}
-    return list(model_steps.values()) + [_evaluation_step(model_steps["segan_io"]), _transfer_matrix_step(singles),
-                                         _results_step(model_steps, singles)]
+    return [s for steps in model_steps.values() for s in steps] + [
+        _evaluation_step(model_steps["segan_io"][0]), _transfer_matrix_step(singles), _results_step(model_steps, singles)]
 
 
 def _model_steps(profile: Profile, profile_name: str, base_overrides: dict,
-                 data_steps: list[Step]) -> dict[str, Step]:
-    """One training or fine-tuning step per model of the paper, by model key, in the plan's order."""
+                 data_steps: list[Step]) -> dict[str, list[Step]]:
+    """The training or fine-tuning steps of each model of the paper, by model key, in the plan's order:
+    one per seed of study.seeds for the models trained from scratch, one (from the first seed's
+    source) for the fine-tuned ones."""
     from segan_lib.study.paper_plan import study_models
 
     study_profile = profile.settings()
-    model_steps: dict[str, Step] = {}
+    model_steps: dict[str, list[Step]] = {}
     for spec in study_models():
-        source = model_steps.get(spec.init_from) if spec.init_from else None
-        params = {"profile": study_profile, "overrides": spec.overrides, "freeze": spec.freeze,
-                  "init_from": source.key if source else None, "notebook_version": 2}
-
-        def run_model(step: Step, run_dir: Path, spec=spec, source=source) -> list[Path]:
-            overrides = {**base_overrides, **spec.overrides}
-            if source is None:
-                nb = run_notebook("02_training.ipynb", run_dir, {
-                    "profile": profile_name, "overrides": overrides, "run_name": run_dir.name,
-                    "init_from": None, "freeze": spec.freeze})
-            else:
-                nb = run_notebook("05_fine_tuning.ipynb", run_dir, {
-                    "profile": profile_name, "overrides": overrides, "source_run": source.run_dir.name,
-                    "target": spec.overrides["model.contrasts"][0], "freeze": spec.freeze,
-                    "run_name": run_dir.name})
-            return [nb, run_dir / "metrics.json", run_dir / "eval_test.json", run_dir / "checkpoints" / "best.npz"]
-
-        kind = "fine-tune" if source else "train"
-        model_steps[spec.key] = Step(f"{'finetune' if source else 'train'}_{spec.key}", f"{kind} {spec.label}",
-                                     params, run_model, fresh_run_dir=True, parallel=True,
-                                     needs=[s.name for s in data_steps] + ([source.name] if source else []),
-                                     notebook="05_fine_tuning.ipynb" if source else "02_training.ipynb")
+        source = model_steps[spec.init_from][0] if spec.init_from else None
+        seeds = (profile.study.seeds[0],) if source else profile.study.seeds
+        model_steps[spec.key] = [_model_step(spec, seed, source, profile_name, study_profile, base_overrides, data_steps)
+                                 for seed in seeds]
     return model_steps
+
+
+def _model_step(spec, seed: int, source: Step | None, profile_name: str, study_profile: dict, base_overrides: dict,
+                data_steps: list[Step]) -> Step:
+    seeded = {**spec.overrides, "train.seed": seed}
+    params = {"profile": study_profile, "overrides": seeded, "freeze": spec.freeze,
+              "init_from": source.key if source else None, "notebook_version": 2}
+
+    def run_model(step: Step, run_dir: Path) -> list[Path]:
+        overrides = {**base_overrides, **seeded}
+        if source is None:
+            nb = run_notebook("02_training.ipynb", run_dir, {
+                "profile": profile_name, "overrides": overrides, "run_name": run_dir.name,
+                "init_from": None, "freeze": spec.freeze})
+        else:
+            nb = run_notebook("05_fine_tuning.ipynb", run_dir, {
+                "profile": profile_name, "overrides": overrides, "source_run": source.run_dir.name,
+                "target": spec.overrides["model.contrasts"][0], "freeze": spec.freeze,
+                "run_name": run_dir.name})
+        return [nb, run_dir / "metrics.json", run_dir / "eval_test.json", run_dir / "checkpoints" / "best.npz"]
+
+    kind = "fine-tune" if source else "train"
+    return Step(f"{'finetune' if source else 'train'}_{spec.key}_seed{seed}", f"{kind} {spec.label} (seed {seed})",
+                params, run_model, fresh_run_dir=True, parallel=True,
+                needs=[s.name for s in data_steps] + ([source.name] if source else []),
+                notebook="05_fine_tuning.ipynb" if source else "02_training.ipynb")
 
 
 def _evaluation_step(evaluated: Step) -> Step:
@@ -232,19 +273,22 @@ def _evaluation_step(evaluated: Step) -> Step:
                 {"run": evaluated.key, "notebook_version": 1}, run_evaluation, notebook="03_evaluation.ipynb")
 
 
-def _transfer_matrix_step(singles: dict[str, Step]) -> Step:
+def _names(steps: list[Step]) -> list[str]:
+    return [s.run_dir.name for s in steps]
+
+
+def _transfer_matrix_step(singles: dict[str, list[Step]]) -> Step:
     def run_transfer(step: Step, run_dir: Path) -> list[Path]:
         nb = run_notebook("04_transfer_matrix.ipynb", run_dir,
-                          {"runs": {c: s.run_dir.name for c, s in singles.items()},
-                           "out_dir": str(paths.figures_dir())})
+                          {"runs": {c: _names(s) for c, s in singles.items()}, "out_dir": str(paths.figures_dir())})
         return [nb, paths.figures_dir() / "fig3_transfer_matrix.png"]
 
     return Step("04_transfer_matrix", "every single-contrast model on every contrast (Fig. 3)",
-                {"runs": {c: s.key for c, s in singles.items()}, "notebook_version": 1}, run_transfer,
-                notebook="04_transfer_matrix.ipynb")
+                {"runs": {c: [s.key for s in steps] for c, steps in singles.items()}, "notebook_version": 2},
+                run_transfer, notebook="04_transfer_matrix.ipynb")
 
 
-def _results_step(model_steps: dict[str, Step], singles: dict[str, Step]) -> Step:
+def _results_step(model_steps: dict[str, list[Step]], singles: dict[str, list[Step]]) -> Step:
     from segan_lib.study.paper_plan import table1_models, table3_models
 
     table1 = {spec.label: model_steps[spec.key] for spec in table1_models()}
@@ -254,9 +298,9 @@ def _results_step(model_steps: dict[str, Step], singles: dict[str, Step]) -> Ste
     def run_results(step: Step, run_dir: Path) -> list[Path]:
         figures = paths.figures_dir()
         nb = run_notebook("06_results.ipynb", run_dir, {
-            "table1_runs": {k: s.run_dir.name for k, s in table1.items()},
-            "table2_runs": {c: s.run_dir.name for c, s in singles.items()},
-            "table3_runs": {k: s.run_dir.name for k, s in table3.items()},
+            "table1_runs": {k: _names(s) for k, s in table1.items()},
+            "table2_runs": {c: _names(s) for c, s in singles.items()},
+            "table3_runs": {k: _names(s) for k, s in table3.items()},
             "out_dir": str(figures)})
         names = ["table1_four_contrasts", "table2_single_contrast", "table3_fine_tuning", "claims",
                  "fig3_transfer_matrix"]
@@ -264,7 +308,8 @@ def _results_step(model_steps: dict[str, Step], singles: dict[str, Step]) -> Ste
             figures / f"{f}.{ext}" for f in ("fig2_validation_dice_loss", "fig3_transfer_matrix") for ext in ("png", "pdf")]
 
     return Step("06_results", "Tables I-III, Fig. 2, Fig. 3 and the claims, from the saved runs",
-                {"models": {k: s.key for k, s in model_steps.items()}, "notebook_version": 1}, run_results,
+                {"models": {k: [s.key for s in steps] for k, steps in model_steps.items()}, "notebook_version": 2},
+                run_results,
                 notebook="06_results.ipynb")
 
 
@@ -286,20 +331,26 @@ def _transfer_step(profile: Profile, profile_name: str, base_overrides: dict, ne
 
 
 def planned_runs(profile_name: str = "quick", overrides: dict | None = None) -> dict:
-    """The run folders the study uses for a profile (whether or not they exist yet).
+    """The run folders the study uses for a profile (whether or not they exist yet), a list per model
+    (one run per seed of study.seeds; the fine-tuned models one run).
 
-    {"models": {key: run}, "table1": {label: run}, "table2": {contrast: run}, "table3": {"t2/seg": run}};
-    notebooks use it as their default when no run is named.
+    {"models": {key: [run, ...]}, "table1": {label: [run, ...]}, "table2": {contrast: [run, ...]},
+    "table3": {"t2/seg": [run]}}; notebooks use it as their default when no run is named.
     """
     from segan_lib.study.paper_plan import table1_models, table2_models, table3_models
 
     profile = load_profile(profile_name, overrides or None)
+    names = [s.name for s in study_steps(profile, profile_name)]
     by_name = {s.name: s for s in study_steps(profile, profile_name)}
-    run = lambda key: next(s.run_dir.name for n, s in by_name.items() if n in (f"train_{key}", f"finetune_{key}"))
+
+    def runs(key: str) -> list[str]:
+        return [by_name[n].run_dir.name for n in names
+                if n.rsplit("_seed", 1)[0] in (f"train_{key}", f"finetune_{key}")]
+
     return {
-        "models": {spec.key: run(spec.key) for spec in table1_models() + table2_models() + table3_models()},
-        "table1": {spec.label: run(spec.key) for spec in table1_models()},
-        "table2": {spec.overrides["model.contrasts"][0]: run(spec.key) for spec in table2_models()},
+        "models": {spec.key: runs(spec.key) for spec in table1_models() + table2_models() + table3_models()},
+        "table1": {spec.label: runs(spec.key) for spec in table1_models()},
+        "table2": {spec.overrides["model.contrasts"][0]: runs(spec.key) for spec in table2_models()},
         "table3": {f"{spec.overrides['model.contrasts'][0]}/{'seg' if spec.freeze == 'critic' else 'full'}":
-                   run(spec.key) for spec in table3_models()},
+                   runs(spec.key) for spec in table3_models()},
     }

@@ -125,8 +125,9 @@ def train_and_evaluate(profile: Profile, run: TransferRun, log: Callable | None 
     from segan_lib.study.models import evaluate_model, train_model
 
     keras.backend.clear_session()  # one process trains hundreds of models: free the previous graphs
+    # no ONNX segmentor: these hundreds of small models are evaluated here, not applied to new scans
     train_model(run_profile(profile, run), run.name, init_from=run.init_from, freeze=run.freeze,
-                contrast_dropout=run.contrast_dropout, log=None)
+                contrast_dropout=run.contrast_dropout, log=None, onnx=False)
     evaluate_model(run.name, "test", compute_hd95=False, log=None)
 
 
@@ -229,10 +230,14 @@ def missing_contrast_results(profile: Profile, run: TransferRun, log: Callable |
     model, run_prof = load_run_models(paths.runs_dir() / run.name, "best")
     contrasts = tuple(run_prof.model.contrasts)
     cache = open_cache(run_prof.data_root, run_prof.preprocess)
-    split = load_split(default_splits_path(run_prof.data_root), case_ids=cache.case_ids)
-    data = field_slices(load_slices(cache, split.test, contrasts, run_prof.model.regions, "all"),
+    split = load_split(default_splits_path(run_prof.data_root), case_ids=cache.listed_ids)
+    # the cases with the run's contrasts and a label, as training and evaluate_run choose them
+    usable = dict.fromkeys(cache.usable(split.train + split.test, contrasts, need_label=True,
+                                        on_bad_case=run_prof.data.on_bad_case, user="the missing-contrast evaluation"))
+    test_ids = tuple(c for c in split.test if c in usable)
+    data = field_slices(load_slices(cache, test_ids, contrasts, run_prof.model.regions, "all"),
                         run_prof.evaluate.field)  # scored as evaluate_run scores
-    means = training_means(cache, split.train, contrasts)
+    means = training_means(cache, tuple(c for c in split.train if c in usable), contrasts)
     full_images = data.images
     rows = []
     for present in contrast_subsets():

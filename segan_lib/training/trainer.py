@@ -89,9 +89,11 @@ def train(profile: Profile, run_name: str | None = None, *, resume: bool = False
     """Train one model as the profile says; see the module docstring for what is written.
 
     strategy: "default", "mirrored" or "multiworker" (segan_lib.training.distribute); None reads $SEGAN_STRATEGY.
-    xla: compile the train step with XLA (None reads $SEGAN_XLA). Faster (1.2-2.4x on this CPU, see
-    benchmarks/bench_options.py) but TensorFlow's op determinism must then stay off, so the same seed
-    is no longer guaranteed to give the same numbers; off by default.
+    xla: compile the train step with XLA. None: $SEGAN_XLA when set ("1"/"0"), else on wherever it is
+    reproducible, i.e. on the CPU with the TensorFlow backend (`xla_default`). An XLA run switches
+    TensorFlow's op determinism off (Keras drops XLA under it); XLA's own CPU code gives the same
+    weights bit for bit for the same seed and thread count (benchmarks/bench_xla_determinism.py).
+    xla=False trains with op determinism on, as before; the two give different (equally seeded) numbers.
     contrast_dropout: zero each contrast of a training slice with this probability, keeping at least
     one (pipeline.contrast_dropout_masks), so the model copes with contrasts missing at test time.
     """
@@ -102,10 +104,11 @@ def train(profile: Profile, run_name: str | None = None, *, resume: bool = False
     _check_options(profile, contrast_dropout)
     run_name = run_name or default_run_name(profile, freeze, init_from, contrast_dropout)
     run = _Run(profile, run_name, paths.runs_dir() / run_name, placement, placement.is_chief, log)
-    settings = _run_settings(run, freeze, init_from, contrast_dropout)
+    xla = _run_xla(run, xla, resume)
+    settings = {**_run_settings(run, freeze, init_from, contrast_dropout), "xla": xla}
     _check_resume(run, settings, resume)
     _start(run, settings)
-    xla = _seed_and_determinism(profile.train.seed, xla, log)  # seeded before anything is built
+    _seed_and_determinism(profile.train.seed, xla)  # seeded before anything is built
     data = _load_data(run)
     model = _build_model(run, data, freeze, xla)
     state, initial_epoch = _restore(run, model, init_from, resume)
@@ -184,17 +187,34 @@ def _start(run: _Run, settings: dict) -> None:
                 f"{batch_size // placement.replicas} slices{'' if run.writes else '; not the chief: writes nothing'}")
 
 
-def _seed_and_determinism(seed: int, xla: bool | None, log) -> bool:
-    """Seed every generator, then op determinism on unless XLA is wanted (they exclude each other); XLA or not."""
+def _run_xla(run: _Run, xla: bool | None, resume: bool) -> bool:
+    """XLA or not for this run: as asked, else (a resumed run) as the run was trained, else the default.
+
+    A resumed run continues exactly only with the compilation it started with, so it takes the one
+    its settings.json records (a run saved before XLA was recorded trained without it), and an
+    explicit choice that differs is an error.
+    """
+    recorded = None
+    if resume and (run.dir / "settings.json").exists():
+        recorded = bool(json.loads((run.dir / "settings.json").read_text()).get("xla", False))
+    if xla is None:
+        return recorded if recorded is not None else _xla_wanted(None)
+    wanted = _xla_wanted(xla)
+    if recorded is not None and wanted != recorded:
+        raise TrainingError(f"cannot resume {run.name}: it was trained {'with' if recorded else 'without'} XLA and "
+                            f"would continue {'with' if wanted else 'without'} it, which changes its numbers; "
+                            f"resume without --xla / --no-xla to continue as it was trained")
+    return wanted
+
+
+def _seed_and_determinism(seed: int, xla: bool) -> None:
+    """Seed every generator, then op determinism on without XLA and off with it (they exclude each other,
+    and the switch is process-wide: each run sets it, so a run never depends on what ran before it)."""
     _set_random_seed(seed)
-    xla = _xla_wanted(xla)
-    if not xla:
+    if xla:
+        _nondeterministic_ops()
+    else:
         _deterministic_ops()
-    elif _op_determinism_enabled():
-        xla = False
-        log and log("train: XLA asked for, but this process already enabled op determinism (an earlier run "
-                    "without XLA); training without XLA")
-    return xla
 
 
 def _load_data(run: _Run) -> _RunData:
@@ -206,21 +226,34 @@ def _load_data(run: _Run) -> _RunData:
     profile = run.profile
     m, t, seed = profile.model, profile.train, profile.train.seed
     cache = open_cache(profile.data_root, profile.preprocess)
-    split = load_split(default_splits_path(profile.data_root), case_ids=cache.case_ids)
-    train_ids = split.train
+    split = load_split(default_splits_path(profile.data_root), case_ids=cache.listed_ids)
+    # the cases with the run's contrasts and a label (the others: a DataError naming them, or left out with a
+    # warning under data.on_bad_case=skip)
+    usable = dict.fromkeys(cache.usable(split.train + split.val, m.contrasts, need_label=True,
+                                        on_bad_case=profile.data.on_bad_case, user="training"))
+    train_ids = tuple(c for c in split.train if c in usable)
+    val_ids = tuple(c for c in split.val if c in usable)
     if t.subject_fraction < 1.0:
         from segan_lib.data.splits import nested_subset
 
-        train_ids = nested_subset(split.train, cache.grades, t.subject_fraction, seed=seed)
+        train_ids = nested_subset(train_ids, cache.grades, t.subject_fraction, seed=seed)
     if run.writes:
         atomic_write_json(run.dir / "train_subjects.json", {"fraction": t.subject_fraction, "seed": seed,
                                                             "case_ids": list(train_ids),
                                                             # for the bundle, which must not need the cache
-                                                            "source_orientation": cache.source_orientation()})
+                                                            "source_orientation": cache.source_orientation(),
+                                                            # in whose values a bundle writes three-region masks
+                                                            "label_scheme": _label_scheme(cache, train_ids)})
     train_data = load_slices(cache, train_ids, m.contrasts, m.regions, t.slices)
-    val_data = load_slices(cache, split.val, m.contrasts, m.regions, "all")
+    val_data = load_slices(cache, val_ids, m.contrasts, m.regions, "all")
     h, w = train_data.images.shape[1:3]
-    return _RunData(train_ids, split.val, train_data, val_data, crop=min(t.crop_size, h, w))
+    return _RunData(train_ids, val_ids, train_data, val_data, crop=min(t.crop_size, h, w))
+
+
+def _label_scheme(cache, case_ids) -> str | None:
+    """The label scheme (a key of LABEL_SCHEMES) the training cases' labels are in, as the cache records it."""
+    meta = cache.meta.get(case_ids[0], {}) if case_ids else {}
+    return meta.get("scheme") or meta.get("layout")
 
 
 def _build_model(run: _Run, data: _RunData, freeze: str, xla: bool):
@@ -350,20 +383,43 @@ def _set_random_seed(seed: int) -> None:
     np.random.seed(seed)
 
 
-def _xla_wanted(xla: bool | None) -> bool:
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def xla_default() -> bool:
+    """Whether training compiles with XLA when nothing says otherwise: $SEGAN_XLA when set, else on the
+    CPU with the TensorFlow backend (reproducible there, bench_xla_determinism.py), off on a GPU (its
+    XLA reductions are not guaranteed to be deterministic) and on other backends (JAX always compiles)."""
     import os
 
     import keras
 
+    given = os.environ.get("SEGAN_XLA", "").strip().lower()
+    if given in _TRUE + _FALSE:
+        return given in _TRUE and keras.backend.backend() == "tensorflow"
+    if given:
+        raise TrainingError(f"SEGAN_XLA={given!r}: expected 1 or 0 (or leave it unset for the default)")
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return not tf.config.list_physical_devices("GPU")
+
+
+def _xla_wanted(xla: bool | None) -> bool:
+    import keras
+
     if xla is None:
-        xla = os.environ.get("SEGAN_XLA", "").strip().lower() in ("1", "true", "yes")
+        return xla_default()
     return bool(xla) and keras.backend.backend() == "tensorflow"  # JAX compiles with XLA anyway
 
 
-def _op_determinism_enabled() -> bool:
-    from tensorflow.python.framework.config import is_op_determinism_enabled
+def _nondeterministic_ops() -> None:
+    """Op determinism off for an XLA run (Keras refuses jit_compile under it): XLA's code is deterministic."""
+    from tensorflow.python.framework.config import disable_op_determinism, is_op_determinism_enabled
 
-    return is_op_determinism_enabled()
+    if is_op_determinism_enabled():
+        disable_op_determinism()
 
 
 def _deterministic_ops() -> None:

@@ -1,4 +1,4 @@
-"""Model bundles and prediction on new scans, with a tiny 1-epoch run on a 4 mm phantom."""
+"""Model bundles and prediction on new scans, with a tiny 1-epoch run on a 4 mm phantom (tests/apply/conftest.py)."""
 from __future__ import annotations
 
 import json
@@ -9,37 +9,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
-from tests.tiny_project import tiny_project
-
-TINY = ["data.phantom_n=10", "model.width=4", "train.batch_size=8", "train.epochs=1", "train.patience=5",
-        "preprocess.crop_shape=[48, 48, 16]"]
-RUN = "predict_run"
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A project root with a 10-subject 4 mm phantom, its cache and split, and one 1-epoch run."""
-    root = tmp_path_factory.mktemp("project")
-    with tiny_project(root, TINY) as profile:
-        from segan_lib import paths
-        from segan_lib.study.models import train_model
-
-        train_model(profile, RUN, log=None)
-        yield {"root": root, "run": paths.runs_dir() / RUN, "data": profile.data_root, "profile": profile}
-
-
-@pytest.fixture
-def env(trained, monkeypatch):
-    monkeypatch.setenv("SEGAN_ROOT", str(trained["root"]))
-    return trained
-
-
-@pytest.fixture(scope="module")
-def bundle(trained):
-    from segan_lib.apply.bundle import load_bundle
-
-    return load_bundle(trained["run"] / "bundle")
 
 
 def case_files(env, i=0):
@@ -74,6 +43,8 @@ def test_training_writes_a_bundle_that_predicts_like_the_run(env, bundle):
     assert card["training_data"]["name"] == env["data"].name
     splits = json.loads((env["data"] / "splits.json").read_text())
     assert card["training_data"]["cases_hash"] == splits["cases_hash"]
+    assert card["training_data"]["label_scheme"] == "brats2018"  # the phantom's: what a 3-region mask is written in
+    assert card["weights"]["sha256"] == bundle.sha256 and bundle.id == bundle.sha256[:12] and len(bundle.sha256) == 64
     assert set(card["versions"]) == {"segan_lib", "keras", "tensorflow", "numpy"} and card["seed"] == 0
 
 
@@ -88,7 +59,7 @@ def test_export_is_atomic_and_replaces_an_old_bundle(env, tmp_path):
         assert main(["export", str(env["run"]), "--out", str(out)]) == 0
     finally:
         (env["run"] / "eval_test.json").unlink()
-    assert sorted(p.name for p in out.iterdir()) == ["card.json", "segmentor.weights.npz"]
+    assert sorted(p.name for p in out.iterdir()) == ["card.json", "segmentor.onnx", "segmentor.weights.npz"]
     assert [p.name for p in tmp_path.iterdir()] == ["exported"]  # no temporary folder left beside
     assert json.loads((out / "card.json").read_text())["test_metrics"]["metrics"]["dice"]["mean"] == 0.5
 
@@ -259,7 +230,10 @@ def test_folder_mode_goes_on_past_a_bad_case_and_reports_it(env, bundle, tmp_pat
     assert ok["dice"].notna().all() and (ok["tumour_ml"] >= 0).all()
     assert ((ok["hd95_mm"] >= 0) | ok["hd95_mm"].isna()).all()  # NaN only where a mask is empty
     for cid in ok["case_id"]:
-        assert nib.load(str(out / f"{cid}.nii.gz")).shape == nib.load(str(src / cid / f"{cid}_t1.nii.gz")).shape
+        mask = nib.load(str(out / f"{cid}.nii.gz"))
+        assert mask.shape == nib.load(str(src / cid / f"{cid}_t1.nii.gz")).shape
+        assert mask.header["descrip"][()].decode() == f"segan bundle {bundle.id} wt 0/1"  # who made it, what it holds
+    assert set(table["bundle"]) == {bundle.id}
     assert not (out / f"{bad}.nii.gz").exists()
 
 
@@ -342,10 +316,12 @@ def test_warnings_of_opening_the_input_reach_the_user(tmp_path):
 
     written = make_brats2018_tree(tmp_path / "scans", 3)
     ids = sorted(written)
-    written[ids[1]].files["t2"].unlink()
+    written[ids[2]].files["t1"].unlink()  # a case without one contrast is listed with the others
+    for c in ("t1", "t1c", "t2", "flair"):  # one without any image is left out
+        written[ids[1]].files[c].unlink()
     with pytest.warns(BadCaseWarning, match=ids[1]):
         ds = open_input(tmp_path / "scans")
-    assert ds.case_ids == [ids[0], ids[2]]
+    assert ds.case_ids == [ids[0], ids[2]] and ds[ids[2]].contrasts == ["t1c", "t2", "flair"]
     # one case folder, read through its parent: the warnings about the other cases there are not its own ...
     import warnings
 
@@ -356,7 +332,7 @@ def test_warnings_of_opening_the_input_reach_the_user(tmp_path):
     # ... and a bad one says why it cannot be used, rather than "no case found"
     from segan_lib.errors import DataError
 
-    with pytest.raises(DataError, match=f"cannot be used: .*{ids[1]}.*missing t2"):
+    with pytest.raises(DataError, match=f"cannot be used: .*{ids[1]}.*no image file of any contrast"):
         open_input(tmp_path / "scans" / ids[1])
 
 

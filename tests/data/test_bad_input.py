@@ -59,27 +59,61 @@ def _one_2018(tmp_path, n=2, **kw):
 
 
 def test_missing_contrast_file_brats2018(tmp_path):
+    """A case without one contrast is listed with the others; asking for the missing one names it."""
     _, cid, w = _one_2018(tmp_path)
     w.files["t1c"].unlink()
+    ds = open_dataset(tmp_path)
+    assert ds.get(cid).contrasts == ["t1", "t2", "flair"] and "t1c" not in ds.get(cid).files
+    assert load_case(ds.get(cid)).images.keys() == {"t1", "t2", "flair"}  # by default: what the case has
     with pytest.raises(DataError) as ei:
-        open_dataset(tmp_path)
-    check(ei, case_id=cid, file=f"{cid}_t1ce.nii.gz", says="missing")
+        load_case(ds.get(cid), contrasts=("t1c", "flair"))
+    check(ei, case_id=cid, says="has no t1c image: the run uses t1c, flair; it has t1, t2, flair")
+    with pytest.raises(DataError) as ei:
+        ds.usable(("t1", "t1c"), user="training")
+    check(ei, case_id=cid, says=["has no t1c image: training uses t1, t1c; it has t1, t2, flair",
+                                 "--on-bad-case skip"])
+    with pytest.warns(BadCaseWarning, match=cid):
+        kept = ds.usable(("t1", "t1c"), on_bad_case="skip")
+    assert cid not in kept and len(kept) == 1 and kept.skipped[0][0] == cid
+    assert ds.usable(("flair",)).case_ids == ds.case_ids  # a run that does not need T1c uses every case
 
 
 def test_missing_contrast_file_brats2023_and_2015(tmp_path):
     w23 = make_brats2023_tree(tmp_path / "b23", 2)
     cid = sorted(w23)[1]
     w23[cid].files["flair"].unlink()
+    ds = open_dataset(tmp_path / "b23")
+    assert ds.get(cid).contrasts == ["t1", "t1c", "t2"] and ds[0].contrasts == ["t1", "t1c", "t2", "flair"]
     with pytest.raises(DataError) as ei:
-        open_dataset(tmp_path / "b23")
-    check(ei, case_id=cid, file=f"{cid}-t2f.nii.gz", says="missing")
+        load_case(ds.get(cid), contrasts=("flair",))
+    check(ei, case_id=cid, says="has no flair image: the run uses flair; it has t1, t1c, t2")
 
     w15 = make_brats2015_tree(tmp_path / "b15", 1, 1)
     cid = sorted(w15)[0]
     shutil.rmtree(w15[cid].files["t1c"].parent)
+    ds = open_dataset(tmp_path / "b15")
+    assert ds.get(cid).contrasts == ["t1", "t2", "flair"]
+    with pytest.raises(DataError) as ei:
+        load_case(ds.get(cid), contrasts=("t1", "t1c"))
+    check(ei, case_id=cid, says="has no t1c image")
+
+
+def test_case_with_no_image_at_all_is_a_listing_problem(tmp_path):
+    """A folder holding only a label is of no use to any step: dropped at listing, named."""
+    w = make_brats2023_tree(tmp_path / "b23", 2)
+    cid = sorted(w)[0]
+    for c in ("t1", "t1c", "t2", "flair"):
+        w[cid].files[c].unlink()
+    with pytest.raises(DataError) as ei:
+        open_dataset(tmp_path / "b23")
+    check(ei, case_id=cid, says=["no image file of any contrast", f"{cid}-{{t1n,t1c,t2w,t2f}}.nii.gz"])
+    w15 = make_brats2015_tree(tmp_path / "b15", 1, 0)
+    (cid,) = w15
+    for c in ("t1", "t1c", "t2", "flair"):
+        shutil.rmtree(w15[cid].files[c].parent)
     with pytest.raises(DataError) as ei:
         open_dataset(tmp_path / "b15")
-    check(ei, case_id=cid, file="VSD.Brain.XX.O.MR_T1c", says="missing")
+    check(ei, case_id=cid, says="no image file of any contrast")
 
 
 def test_missing_mha_inside_contrast_folder(tmp_path):
@@ -488,16 +522,17 @@ def test_bad_grades_csv(tmp_path):
 def test_skip_mode_at_listing_records_and_warns(tmp_path):
     written = make_brats2018_tree(tmp_path, 4)
     ids = sorted(written)
-    written[ids[1]].files["t1"].unlink()
+    for c in ("t1", "t1c", "t2", "flair"):  # a missing contrast is no listing problem; no image at all is
+        written[ids[1]].files[c].unlink()
     written[ids[3]].files["label"].unlink()
     with pytest.raises(DataError) as ei:
         open_dataset(tmp_path)
-    check(ei, case_id=ids[1], says=["missing", "1 more problem"])
+    check(ei, case_id=ids[1], says=["no image file", "1 more problem"])
     with pytest.warns(BadCaseWarning) as rec:
         ds = open_dataset(tmp_path, on_bad_case="skip")
     assert ds.case_ids == [ids[0], ids[2]]
     assert [k for k, _ in ds.skipped] == [ids[1], ids[3]]
-    assert f"{ids[1]}_t1.nii.gz" in ds.skipped[0][1] and f"{ids[3]}_seg.nii.gz" in ds.skipped[1][1]
+    assert "no image file" in ds.skipped[0][1] and f"{ids[3]}_seg.nii.gz" in ds.skipped[1][1]
     text = str(rec[0].message)
     assert "skipped 2 cases" in text and ids[1] in text and ids[3] in text
     with pytest.raises(DataError, match="skipped"):

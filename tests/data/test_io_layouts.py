@@ -20,7 +20,7 @@ except ImportError:  # tests/ itself on sys.path
 
 from segan_lib.errors import DataError
 from segan_lib.data import (
-    CONTRASTS, LABEL_SCHEMES, Case, CaseArrays, clear_cache, detect_layout, format_summary, load_case,
+    CONTRASTS, LABEL_SCHEMES, BadCaseWarning, Case, CaseArrays, clear_cache, detect_layout, format_summary, load_case,
     open_dataset, read_volume, summarize_dataset, validate_dataset,
 )
 
@@ -428,3 +428,211 @@ def test_an_unreadable_brats2015_contrast_folder_is_named(tmp_path, monkeypatch)
         open_dataset(tmp_path)
     msg = str(ei.value)
     assert cid in msg and str(flair_dir) in msg and "cannot list the flair image folder (permission denied)" in msg
+
+
+# ---------------------------------------------------------------------------- subsets of contrasts
+def _drop_contrasts(written, contrasts, cases=None):
+    """Delete these contrasts' files (a BRATS 2015 contrast: its whole folder) of some cases (default all)."""
+    import shutil
+
+    for cid in cases or list(written):
+        for c in contrasts:
+            path = written[cid].files.pop(c)
+            if path.suffix == ".mha":
+                shutil.rmtree(path.parent)
+            else:
+                path.unlink()
+
+
+@pytest.mark.parametrize("layout", ["brats2015", "brats2018", "brats2023"])
+def test_tree_with_flair_and_t1c_only_is_listed_with_what_it_has(tmp_path, layout):
+    written = MAKERS[layout](tmp_path)
+    _drop_contrasts(written, ("t1", "t2"))
+    ds = open_dataset(tmp_path)
+    assert ds.layout == layout and ds.case_ids == sorted(written)
+    for case in ds:
+        assert case.contrasts == ["t1c", "flair"] and set(case.files) == {"t1c", "flair", "label"}
+        arrays = load_case(case)
+        assert list(arrays.images) == ["t1c", "flair"]
+        np.testing.assert_array_equal(arrays.images["flair"], written[case.case_id].images["flair"])
+    n = len(written)
+    summary = summarize_dataset(ds, deep=True)
+    assert summary["contrasts"] == {"t1": {"cases": 0, "with_label": 0}, "t1c": {"cases": n, "with_label": n},
+                                    "t2": {"cases": 0, "with_label": 0}, "flair": {"cases": n, "with_label": n}}
+    assert summary["bad"] == [] and summary["n_problems"] == 0
+    text = format_summary(summary)
+    assert f"t1 0 cases (0 with a label); t1c {n} cases ({n} with a label)" in text and "no case has t1, t2" in text
+    good, bad = validate_dataset(ds)
+    assert good == sorted(written) and bad == []
+    with pytest.raises(DataError, match="has no t1 or t2 image: the run uses t1, t1c, t2, flair; it has t1c, flair"):
+        validate_dataset(ds, contrasts=CONTRASTS)
+
+
+def test_contrasts_missing_per_case_are_counted(tmp_path):
+    written = make_brats2018_tree(tmp_path, 4)
+    ids = sorted(written)
+    _drop_contrasts(written, ("t1",), [ids[0], ids[1]])
+    _drop_contrasts(written, ("t2",), [ids[1]])
+    written[ids[2]].files["label"].unlink()
+    ds = open_dataset(tmp_path, require_label=False)
+    assert [c.contrasts for c in ds] == [["t1c", "t2", "flair"], ["t1c", "flair"], list(CONTRASTS), list(CONTRASTS)]
+    counts = summarize_dataset(ds)["contrasts"]
+    # t1: ids 2 and 3 (of which 3 has a label); t2: all but 1 (0 and 3 labelled); t1c, flair: all 4 (3 labelled)
+    assert counts == {"t1": {"cases": 2, "with_label": 1}, "t1c": {"cases": 4, "with_label": 3},
+                      "t2": {"cases": 3, "with_label": 2}, "flair": {"cases": 4, "with_label": 3}}
+    assert ds.usable(("flair",)).case_ids == ids
+    with pytest.warns(BadCaseWarning, match=f"(?s)skipped 2 cases.*{ids[0]}: has no t1 image"):
+        assert ds.usable(("t1", "flair"), on_bad_case="skip").case_ids == ids[2:]
+    with pytest.warns(BadCaseWarning):
+        only = ds.usable(("flair", "t1c"), need_label=True, on_bad_case="skip", user="training")
+    assert only.case_ids == [ids[0], ids[1], ids[3]]
+    assert only.skipped == [(ids[2], f"case {ids[2]}: has no label: training needs one for every case it uses")]
+    with pytest.raises(DataError) as ei:
+        ds.usable(("t1", "t2"), need_label=True, user="training")
+    msg = str(ei.value)
+    assert msg.startswith(f"case {ids[0]}: has no t1 image: training uses t1, t2; it has t1c, t2, flair")
+    assert f"2 more cases cannot be used either: {ids[1]}, {ids[2]}" in msg
+
+
+def test_msd_cases_always_have_the_four_contrasts(tmp_path):
+    make_msd_tree(tmp_path, 2)
+    ds = open_dataset(tmp_path)
+    assert all(c.contrasts == list(CONTRASTS) for c in ds)
+    assert summarize_dataset(ds)["contrasts"]["t2"] == {"cases": 2, "with_label": 2}
+
+
+def test_unlabelled_brats2023_release_is_listed_by_the_profile_opener(tmp_path):
+    """The BraTS validation/test releases ship no -seg file: the commands' opener lists them."""
+    from segan_lib.config import load_profile
+    from segan_lib.data.profile_data import open_profile_dataset
+
+    make_brats2023_tree(tmp_path, 2, with_label=False)
+    profile = load_profile("smoke", [f'data.root="{tmp_path}"'])
+    ds = open_profile_dataset(profile)
+    assert len(ds) == 2 and not any(c.has_label for c in ds)
+    summary = summarize_dataset(ds, deep=True)
+    assert summary["n_with_label"] == 0 and summary["label_values"] == [] and summary["n_problems"] == 0
+    with pytest.raises(DataError, match="has no label: training needs one"):
+        ds.usable(("flair",), need_label=True, user="training")
+
+
+# ---------------------------------------------------------------------------- schemes, masks, float labels
+def _case(case_id, files, scheme=None, layout="pattern"):
+    from segan_lib.data.layouts.common import _make_case
+
+    case = _make_case(case_id, layout, files)
+    case.scheme = scheme
+    return case
+
+
+def test_dataset_label_scheme_follows_the_cases(tmp_path):
+    from segan_lib.data import Dataset
+
+    w = make_brats2015_tree(tmp_path, 2, 0)
+    cases = [_case(cid, x.files, scheme="brats2015") for cid, x in w.items()]
+    ds = Dataset(tmp_path, "pattern", cases)
+    assert ds.scheme == "brats2015" and ds.label_scheme is LABEL_SCHEMES["brats2015"]
+    arrays = load_case(cases[0])
+    assert arrays.scheme == "brats2015" and set(arrays.regions()) == {"wt", "tc", "et"}
+    summary = summarize_dataset(ds, deep=True)
+    assert summary["label_scheme"] == [0, 1, 2, 3, 4] and summary["bad"] == []
+    cases[1].scheme = "brats2023"
+    with pytest.raises(DataError, match="different label schemes"):
+        Dataset(tmp_path, "pattern", cases).label_scheme
+    # the label is checked against the case's scheme: BRATS 2015's 4 is no BraTS 2023 label
+    with pytest.raises(DataError, match=r"unexpected label values \[4\]: the brats2023 label scheme allows"):
+        load_case(cases[1])
+
+
+def test_brain_mask_named_by_the_layout_is_loaded_and_checked(tmp_path):
+    w = make_brats2018_tree(tmp_path, 1)
+    (cid, x), = w.items()
+    mask = np.zeros((12, 10, 8), np.float64)
+    mask[2:10, 2:8, 1:7] = 0.99999997  # as the real BRATS 2015 derivative stores it (float64, just under 1)
+    files = dict(x.files, mask=write_nifti(tmp_path / "mask.nii.gz", mask, x.affine))
+    case = _case(cid, files, layout="brats2018")
+    assert case.has_mask and case.contrasts == list(CONTRASTS)
+    arrays = load_case(case)
+    np.testing.assert_array_equal(arrays.brain, mask > 0)
+    assert arrays.brain.dtype == bool and int(arrays.brain.sum()) == 8 * 6 * 6
+    assert load_case(case, with_mask=False).brain is None
+    no_brain = -(mask > 0).astype(np.float32)  # values 0 and -1: an image, but no voxel above 0
+    empty = _case(cid, dict(files, mask=write_nifti(tmp_path / "empty.nii.gz", no_brain, x.affine)), layout="brats2018")
+    with pytest.raises(DataError, match="brain mask is empty") as ei:
+        load_case(empty)
+    assert "empty.nii.gz" in str(ei.value)
+    small = _case(cid, dict(files, mask=write_nifti(tmp_path / "small.nii.gz", mask[:6], x.affine)), layout="brats2018")
+    with pytest.raises(DataError, match="different shapes.*small.nii.gz: 6x10x8"):
+        load_case(small)
+
+
+def _zscored(shape, rng):
+    """A z-scored scan: a box brain z-scored inside, the air at the minimum (below every brain voxel)."""
+    brain = np.zeros(shape, bool)
+    brain[2:-2, 2:-2, 1:-1] = True
+    raw = rng.normal(100.0, 15.0, shape)
+    z = (raw - raw[brain].mean()) / raw[brain].std()
+    image = np.full(shape, z[brain].min() - 0.05, np.float32)
+    image[brain] = z[brain]
+    return image, brain
+
+
+def test_zscored_images_with_float_labels(tmp_path):
+    """Intensity-normalised derivatives: negative images, the air at the minimum, labels stored as 0.0..4.0."""
+    rng = np.random.default_rng(5)
+    affine = nifti_affine()
+    flair, brain = _zscored((12, 10, 8), rng)
+    t1c, _ = _zscored((12, 10, 8), rng)
+    label = np.zeros((12, 10, 8), np.float32)
+    label[4:8, 3:7, 3:5] = [[[1.0, 4.0]]]  # float labels holding exact integers
+    label[5, 4, 3] = 3.0
+    label[4, 3, 3] = 2.0
+    files = {"flair": write_nifti(tmp_path / "Flair_z.nii.gz", flair, affine),
+             "t1c": write_nifti(tmp_path / "T1c_z.nii.gz", t1c, affine),
+             "label": write_nifti(tmp_path / "OT.nii.gz", label, affine),
+             "mask": write_nifti(tmp_path / "brainmask.nii.gz", brain.astype(np.float64), affine)}
+    arrays = load_case(_case("z1", files, scheme="brats2015"))
+    assert np.issubdtype(arrays.label.dtype, np.integer) and set(np.unique(arrays.label)) == {0, 1, 2, 3, 4}
+    np.testing.assert_array_equal(arrays.label, label.astype(int))
+    assert arrays.images["flair"].min() < 0 and list(arrays.images) == ["t1c", "flair"]
+    half = label.copy()
+    half[5, 5, 4] = 2.5
+    files["label"] = write_nifti(tmp_path / "OT_bad.nii.gz", half, affine)
+    with pytest.raises(DataError) as ei:
+        load_case(_case("z1", files, scheme="brats2015"))
+    assert "OT_bad.nii.gz" in str(ei.value) and "non-integer values (e.g. 2.5" in str(ei.value)
+
+
+def test_real_zscored_brats2015_cases(real_brats_root):
+    """The two real BRATS 2015 derivatives (FLAIR and T1c only, z-scored, the air at the minimum, float labels,
+    a brain mask): read, checked, and preprocessed with the brain found as the mask says."""
+    from segan_lib.config import PreprocessConfig
+    from segan_lib.data.preprocess import background_value, brain_centre, off_background, preprocess_arrays
+
+    folders = sorted(p for p in real_brats_root.iterdir() if p.is_dir())
+    assert len(folders) == 2
+    for folder in folders:
+        files = {"flair": folder / "Flair_subtrMeanDivStd.nii.gz", "t1c": folder / "T1c_subtrMeanDivStd.nii.gz",
+                 "label": folder / "OTMultiClass.nii.gz", "mask": folder / "brainmask.nii.gz"}
+        case = _case(folder.name, files, scheme="brats2015")
+        arrays = load_case(case)
+        assert arrays.shape == (240, 240, 155) and list(arrays.images) == ["t1c", "flair"]
+        assert np.issubdtype(arrays.label.dtype, np.integer) and set(np.unique(arrays.label)) == {0, 1, 2, 3, 4}
+        flair = arrays.images["flair"]
+        bg = background_value(flair)
+        assert bg == float(flair.min()) < 0  # measured: -3.16 and -5.34, held by 81% and 86% of the voxels
+        # the mask and the air agree exactly on FLAIR (measured: identical voxel sets)
+        np.testing.assert_array_equal(off_background(flair), arrays.brain)
+        assert brain_centre(arrays.images, arrays.brain) == brain_centre(arrays.images)
+        assert brain_centre(arrays.images)[1] > 130  # the brain sits off the volume's centre 119.5 on y
+        cfg = PreprocessConfig(crop_shape=(180, 180, 128), percentile_region="brain")
+        pre = preprocess_arrays(arrays.images, arrays.label, arrays.spacing, cfg, ["flair", "t1c"],
+                                brain_mask=arrays.brain)
+        lo, hi = pre.record.clip_range["flair"]
+        inside = flair[30:210, 30:210, 13:141][arrays.brain[30:210, 30:210, 13:141]]
+        want = np.percentile(inside, (2, 98))
+        assert (lo, hi) == pytest.approx(tuple(want), rel=1e-6)
+        assert lo > bg  # not the air: the old "non-zero voxels" rule took every voxel, so lo was the minimum
+        assert pre.images.min() == 0.0 and pre.images.max() == 1.0
+        air = ~arrays.brain[30:210, 30:210, 13:141]
+        assert (pre.images[0][air] == 0).all()

@@ -4,8 +4,8 @@ import pytest
 
 from segan_lib.config import PreprocessConfig
 from segan_lib.data.preprocess import (
-    centre_crop_start, clip_and_scale, clip_range, crop_or_pad, preprocess_arrays, resample,
-    resampled_shape, restore_to_source, uncrop,
+    background_value, brain_centre, brain_region, centre_crop_start, clip_and_scale, clip_range, crop_or_pad,
+    off_background, preprocess_arrays, resample, resampled_shape, restore_to_source, uncrop,
 )
 
 
@@ -101,3 +101,81 @@ def test_restore_undoes_resampling():
     back = restore_to_source(pre.label, pre.record)
     assert back.shape == label.shape
     np.testing.assert_array_equal(back, label)  # blocks aligned to 2 mm survive the round trip exactly
+
+
+# ---------------------------------------------------------------- intensity-normalised scans
+def zscored_head(shape=(20, 18, 12), centre=(12, 7, 6), radii=(5, 4, 3), seed=0):
+    """A seeded z-scored scan as the BRATS 2015 derivatives store them: an ellipsoid brain z-scored inside
+    (mean 0, sd 1, so negative values too), the air outside at one value below every brain voxel (the
+    image's minimum, not 0). Returns (image float32, brain bool)."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
+    brain = (((grid - np.asarray(centre)) / np.asarray(radii)) ** 2).sum(-1) <= 1
+    raw = rng.normal(100.0, 15.0, shape)
+    z = (raw - raw[brain].mean()) / raw[brain].std()
+    image = np.full(shape, z[brain].min() - 0.05, np.float32)
+    image[brain] = z[brain]
+    return image, brain
+
+
+def test_background_value_of_raw_zscored_and_noisy_scans():
+    image, brain = zscored_head()
+    assert image.min() < 0 and background_value(image) == float(image.min())  # the air of a z-scored scan
+    raw = np.where(brain, 50.0 + image, 0.0).astype(np.float32)
+    assert background_value(raw) == 0.0  # raw BraTS: the air is 0
+    noise = np.random.default_rng(3).normal(size=(20, 18, 12)).astype(np.float32)
+    assert background_value(noise) == 0.0  # no value held by 1% of the voxels: the raw convention, 0
+    np.testing.assert_array_equal(off_background(image), brain)
+
+
+def test_brain_region_and_centre_of_a_zscored_scan():
+    image, brain = zscored_head()
+    np.testing.assert_array_equal(brain_region({"flair": image}), brain)
+    # the ellipsoid spans 7..17, 3..11, 3..9 (centre +- radius): its box's centre is the ellipsoid's
+    assert brain_centre({"flair": image}) == [12.0, 7.0, 6.0]
+    mask = np.zeros_like(brain)
+    mask[2:5, 2:5, 2:5] = True  # a brain mask the layout names wins over the intensities
+    assert brain_centre({"flair": image}, mask) == [3.0, 3.0, 3.0]
+    # what "non-zero voxels" gave: every voxel of a z-scored scan, so the volume's centre
+    assert (image != 0).all() and brain_centre({"flair": image}) != [9.5, 8.5, 5.5]
+    zero_filled = np.zeros_like(image)  # a missing contrast filled with zeros adds no brain voxel
+    assert brain_centre({"flair": image, "t1": zero_filled}) == [12.0, 7.0, 6.0]
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_zscored_scan_brain_percentiles_and_background_padding(with_mask):
+    image, brain = zscored_head()
+    # 20x18x12 -> 16x22x12: cropped on the first axis (start 2), padded by 2 on each side of the second
+    cfg = PreprocessConfig(spacing_mm=1.0, crop_shape=(16, 22, 12), percentiles=(2, 98), percentile_region="brain")
+    pre = preprocess_arrays({"flair": image}, None, (1, 1, 1), cfg, ("flair",), brain_mask=brain if with_mask else None)
+    assert pre.record.crop_start == (2, -2, 0)
+    lo, hi = pre.record.clip_range["flair"]
+    # the crop keeps every brain voxel (7..17 lies in 2..17), so the percentiles are those of the brain
+    want_lo, want_hi = np.percentile(image[brain], (2, 98))
+    assert lo == pytest.approx(want_lo, rel=1e-6) and hi == pytest.approx(want_hi, rel=1e-6)
+    out = pre.images[0]
+    assert (out[:, :2] == 0).all() and (out[:, -2:] == 0).all()  # padding: the background, scaled to 0
+    inside = crop_or_pad(brain, (2, -2, 0), cfg.crop_shape, fill=False)
+    assert (out[~inside] == 0).all() and out[inside].max() == 1.0
+
+
+def test_zscored_scan_volume_percentiles_pad_with_the_background():
+    """The paper's clip over the whole crop: the 2nd percentile is the air; padded voxels are the air too
+    (they were 0, which a z-scored scan puts inside the brain's range: (0 - min) / (max - min) > 0)."""
+    image, brain = zscored_head()
+    cfg = PreprocessConfig(spacing_mm=1.0, crop_shape=(16, 22, 12), percentiles=(2, 98))
+    pre = preprocess_arrays({"flair": image}, None, (1, 1, 1), cfg, ("flair",))
+    lo, _ = pre.record.clip_range["flair"]
+    assert lo == pytest.approx(float(image.min()))
+    assert (pre.images[0][:, :2] == 0).all() and (pre.images[0][:, -2:] == 0).all()
+
+
+def test_background_rounded_by_a_float32_step_stays_background():
+    """Linear resampling can move a flat negative background by a float32 step or two (seen on the real
+    z-scored cases: 9.5e-7 off the minimum of 5.34); such voxels are still air, a brain voxel is not."""
+    image, brain = zscored_head()
+    bg = np.float32(image.min())
+    image[0, 0, 0] = np.nextafter(np.nextafter(bg, np.float32(0)), np.float32(0))  # two steps up
+    off = off_background(image, float(bg))
+    assert not off[0, 0, 0]
+    np.testing.assert_array_equal(off, brain)  # every brain voxel, even the darkest (0.05 above the air)

@@ -67,11 +67,27 @@ def test_every_study_step_carries_its_code_and_notebook():
     steps = {s.name: s for s in S.study_steps(load_profile("smoke"), "smoke")}
     assert steps["preprocess"].notebook is None and steps["preprocess"].code == S.code_hash()
     assert steps["01_data_exploration"].notebook == "01_data_exploration.ipynb"
-    assert steps["train_segan_io"].notebook == "02_training.ipynb"
-    assert steps["finetune_ft_flair_to_t2_seg"].notebook == "05_fine_tuning.ipynb"
+    assert steps["train_segan_io_seed0"].notebook == "02_training.ipynb"
+    assert steps["finetune_ft_flair_to_t2_seg_seed0"].notebook == "05_fine_tuning.ipynb"
     assert {steps[n].notebook for n in ("03_evaluation", "04_transfer_matrix", "06_results", "07_transfer_study")} == {
         "03_evaluation.ipynb", "04_transfer_matrix.ipynb", "06_results.ipynb", "07_transfer_study.ipynb"}
     assert all(s.code == S.code_hash(s.notebook) for s in steps.values())
+
+
+def test_the_paper_models_are_trained_once_per_study_seed_and_fine_tuned_from_the_first():
+    profile = load_profile("smoke", ["study.seeds=[3, 5]"])
+    steps = {s.name: s for s in S.study_steps(profile, "smoke")}
+    trained = [n for n in steps if n.startswith("train_")]
+    assert len(trained) == 7 * 2 and {"train_segan_io_seed3", "train_segan_io_seed5"} <= set(trained)
+    assert steps["train_segan_io_seed5"].params["overrides"]["train.seed"] == 5
+    assert steps["train_segan_io_seed3"].key != steps["train_segan_io_seed5"].key
+    fine_tuned = [n for n in steps if n.startswith("finetune_")]
+    assert len(fine_tuned) == 6 and all(n.endswith("_seed3") for n in fine_tuned)
+    assert steps["finetune_ft_flair_to_t2_seg_seed3"].needs[-1] == "train_single_flair_seed3"
+    plan = S.planned_runs("smoke", {"study.seeds": [3, 5]})
+    assert plan["table1"]["SegAN_IO (concat)"] == [steps["train_segan_io_seed3"].run_dir.name,
+                                                   steps["train_segan_io_seed5"].run_dir.name]
+    assert plan["table3"]["t2/seg"] == [steps["finetune_ft_flair_to_t2_seg_seed3"].run_dir.name]
 
 
 def test_a_library_edit_makes_a_finished_step_run_again(project, monkeypatch):

@@ -277,15 +277,70 @@ def test_xla_compiles_the_train_step_without_op_determinism(root):
     assert np.isfinite(history["best_val_dice"])
 
 
-def test_xla_after_op_determinism_falls_back_and_says_so(root):
+def test_an_xla_run_switches_op_determinism_off_and_a_run_without_it_back_on(root):
+    from tensorflow.python.framework.config import is_op_determinism_enabled
+
     from segan_lib.training.trainer import train
 
     import tensorflow as tf
 
-    tf.config.experimental.enable_op_determinism()  # as every earlier run in this process did
+    tf.config.experimental.enable_op_determinism()  # as an earlier run without XLA in this process did
     lines = []
-    train(profile("train.epochs=1"), "xla_fallback", xla=True, log=lines.append)
-    assert any("XLA asked for" in line for line in lines)
+    train(profile("train.epochs=1"), "xla_after_det", xla=True, log=lines.append)
+    assert "train: train step compiled with XLA: True" in lines and not is_op_determinism_enabled()
+    train(profile("train.epochs=1"), "det_after_xla", xla=False, log=None)
+    assert is_op_determinism_enabled()
+    settings = [json.loads((paths.runs_dir() / n / "settings.json").read_text()) for n in ("xla_after_det",
+                                                                                         "det_after_xla")]
+    assert [s["xla"] for s in settings] == [True, False]
+
+
+@pytest.mark.parametrize("env, backend_default", [("1", True), ("0", False), (None, True)])
+def test_xla_is_the_cpu_default_and_segan_xla_overrides_it(monkeypatch, env, backend_default):
+    from segan_lib.training.trainer import xla_default
+
+    if env is None:
+        monkeypatch.delenv("SEGAN_XLA", raising=False)
+    else:
+        monkeypatch.setenv("SEGAN_XLA", env)
+    assert xla_default() is backend_default  # this machine has no GPU
+
+
+def test_a_bad_segan_xla_is_an_error(monkeypatch):
+    from segan_lib.training.trainer import TrainingError, xla_default
+
+    monkeypatch.setenv("SEGAN_XLA", "maybe")
+    with pytest.raises(TrainingError, match="SEGAN_XLA='maybe': expected 1 or 0"):
+        xla_default()
+
+
+def test_resume_keeps_the_compilation_the_run_was_trained_with(root):
+    from segan_lib.training.trainer import TrainingError, train
+
+    train(profile("train.epochs=1"), "xla_resume", xla=True, log=None)
+    with pytest.raises(TrainingError, match="trained with XLA and would continue without it"):
+        train(profile("train.epochs=2"), "xla_resume", resume=True, xla=False, log=None)
+    lines = []
+    train(profile("train.epochs=2"), "xla_resume", resume=True, log=lines.append)  # xla=None: as it was trained
+    assert "train: train step compiled with XLA: True" in lines
+
+
+@pytest.mark.slow
+def test_xla_training_gives_the_same_weights_bit_for_bit_in_fresh_processes(root):
+    """XLA without op determinism, two fresh processes, the same seed: the same checkpoint, every bit.
+
+    Measured (benchmarks/bench_xla_determinism.py, smoke profile, 3 repeats each, 1 and 2 intra-op
+    threads, with other jobs loading the machine and with 2 busy processes beside): one distinct
+    weight set per configuration."""
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "segan_lib.cli", "train", "--profile", "smoke", "--contrasts", "flair", "--xla"]
+    base += [a for o in TINY + ["train.epochs=2"] for a in ("--set", o)]
+    env = dict(os.environ, SEGAN_ROOT=str(root))
+    for name in ("xla_bits_a", "xla_bits_b"):
+        subprocess.run(base + ["--name", name], env=env, check=True, capture_output=True)
+    assert_same_state(arrays("xla_bits_a"), arrays("xla_bits_b"))
 
 
 def test_contrast_dropout_changes_training_is_recorded_and_checked(root):

@@ -2,7 +2,8 @@
 
 Each contrast and the label sit in a folder of their own inside the case folder, each
 holding one .mha (or .mhd) file; the label folder is VSD.Brain_3more.XX.O.OT.<id>, and
-the test set's cases sit under HGG_LGG/ (grade unknown).
+the test set's cases sit under HGG_LGG/ (grade unknown). A case is listed with the contrasts
+it has folders for (at least one); a contrast folder without its .mha is a problem.
 """
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import re
 from pathlib import Path
 
 from segan_lib.constants import CONTRASTS
-from segan_lib.data.layouts.common import Layout, Problem, _describe, _listdir, _make_case, _problem, _why
+from segan_lib.data.layouts.common import (
+    Layout, Problem, _describe, _listdir, _make_case, _no_image_problem, _problem, _why,
+)
 
 
 class Brats2015Layout(Layout):
@@ -50,7 +53,7 @@ class Brats2015Layout(Layout):
             )
             candidates = dirs.get(what, [])
             if not candidates:
-                if what == "label" and not require_label:
+                if what != "label" or not require_label:  # a case has the contrasts it has (Case.contrasts)
                     continue
                 problems.append(_problem(case_id, f"missing {_describe(what)} file: no {pattern} in the case folder",
                                          folder / pattern.replace("<id>", "*")))
@@ -74,6 +77,8 @@ class Brats2015Layout(Layout):
                                          f"{', '.join(inner)} (expected one)", candidates[0]))
                 continue
             files[what] = candidates[0] / inner[0]
+        if not problems and not any(c in files for c in CONTRASTS):
+            problems.append(_no_image_problem(case_id, folder, "VSD.Brain.XX.O.MR_{T1,T1c,T2,Flair}.<id>/*.mha"))
         if problems:
             return None, problems
         return _make_case(case_id, self.key, files), []

@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from segan_lib.data.case import Case
+from segan_lib.data.case import MASK_KEY, Case
 from segan_lib.data.volume_io import read_volume
 from segan_lib.errors import DataError
 
@@ -40,12 +40,28 @@ CONTRAST_ALIASES: dict[str, str] = {
     "t2-flair": "flair",
     "t2flair": "flair",
     "t2_flair": "flair",
+    # spellings of nnU-Net and other conversions (matched without separators, see normalize_contrast)
+    "t1wce": "t1c",
+    "t1wgd": "t1c",
+    "t1contrast": "t1c",
+    "t1postcontrast": "t1c",
+    "t2wflair": "flair",
 }
 
 
+def _squeezed(name: str) -> str:
+    """`name` lower-cased without spaces, hyphens and underscores ('T1-Gd' -> 't1gd')."""
+    return "".join(ch for ch in name.strip().lower() if ch not in " -_")
+
+
+_SQUEEZED_ALIASES = {_squeezed(alias): contrast for alias, contrast in CONTRAST_ALIASES.items()}
+
+
 def normalize_contrast(name: str) -> str | None:
-    """The project's contrast name ('t1', 't1c', 't2', 'flair') for a release's name, or None."""
-    return CONTRAST_ALIASES.get(name.strip().lower())
+    """The project's contrast name ('t1', 't1c', 't2', 'flair') for a release's name, or None.
+
+    Spaces, hyphens and underscores do not count ('T1_Gd', 'T1 CE', 'T2-FLAIR' are understood)."""
+    return CONTRAST_ALIASES.get(name.strip().lower()) or _SQUEEZED_ALIASES.get(_squeezed(name))
 
 
 # folders that hold cases and what they say about the grade
@@ -226,13 +242,23 @@ def _make_case(
     files: dict[str, Path],
     channels: dict[str, int] | None = None,
 ) -> Case:
+    """A lazy Case of these files (contrast, "label", MASK_KEY -> path); `channels`: contrast -> channel of a
+    4-D file (MSD). A brain mask is read as an image (it may be stored as floats) and is never a channel."""
     sources = {}
     for name, path in files.items():
         kind = "label" if name == "label" else "image"
-        channel = None if channels is None or name == "label" else channels[name]
+        channel = None if channels is None or name in ("label", MASK_KEY) else channels[name]
         sources[name] = partial(read_volume, path, case_id=case_id, kind=kind, channel=channel)
     return Case(case_id=case_id, grade=None, layout=layout, files=dict(files), sources=sources)
 
 
 def _describe(what: str) -> str:
-    return "label" if what == "label" else f"{what} image"
+    return "label" if what == "label" else "brain mask" if what == MASK_KEY else f"{what} image"
+
+
+def _no_image_problem(case_id: str, folder: Path, expected: str) -> Problem:
+    """The Problem of a case folder that holds a label (or mask) but no image of any contrast.
+
+    A missing contrast is not a problem at listing time (the case is listed with those it has, and
+    each step checks the contrasts it needs); a case with none at all is of no use to any step."""
+    return _problem(case_id, f"has no image file of any contrast (expected {expected} in the case folder)", folder)

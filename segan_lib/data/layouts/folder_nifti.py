@@ -1,7 +1,8 @@
 """The reader shared by the releases with one folder per case and one NIfTI per contrast.
 
 `_FolderNiftiLayout` finds a case's files by their suffix (`<case><sep><suffix>.nii.gz`,
-or .nii); BraTS 2018-2021 (`brats2018`) and BraTS 2023 GLI (`brats2023`) differ only in
+or .nii), and lists a case with the contrasts it has files for (at least one); BraTS
+2018-2021 (`brats2018`) and BraTS 2023 GLI (`brats2023`) differ only in
 the separator and the suffixes.
 """
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from segan_lib.constants import CONTRASTS
-from segan_lib.data.layouts.common import Layout, Problem, _describe, _listdir, _make_case, _problem
+from segan_lib.data.layouts.common import (
+    Layout, Problem, _describe, _listdir, _make_case, _no_image_problem, _problem,
+)
 
 
 class _FolderNiftiLayout(Layout):
@@ -49,7 +52,7 @@ class _FolderNiftiLayout(Layout):
                 if len(own) == 1:
                     names = own
             if not names:
-                if what == "label" and not require_label:
+                if what != "label" or not require_label:  # a case has the contrasts it has (Case.contrasts)
                     continue
                 expected = self._expected(case_id, what)
                 problems.append(_problem(case_id, f"missing {_describe(what)} file: expected {expected} "
@@ -60,6 +63,9 @@ class _FolderNiftiLayout(Layout):
                                          + " and ".join(str(folder / n) for n in names) + " (expected one)"))
             else:
                 files[what] = folder / names[0]
+        if not problems and not any(c in files for c in CONTRASTS):
+            any_image = f"{case_id}{self.sep}{{{','.join(self.suffixes[c] for c in CONTRASTS)}}}.nii.gz"
+            problems.append(_no_image_problem(case_id, folder, any_image))
         if problems:
             return None, problems
         return _make_case(case_id, self.key, files), []

@@ -2,11 +2,10 @@
 
 `_results` and `_missing` check and normalise the two inputs described in
 `segan_lib.study.transfer_analysis` (the transfer runs; the missing-contrast evaluation),
-`seed_averaged` / `seed_spread` apply the study's seed protocol (a subject counts once, its
-Dice averaged over seeds; the "±" is the SD over seeds of the per-seed mean), and
-`_summary_table` turns groups of rows into mean, bootstrap 95% CI over subjects
-(`metrics.summary.summarize`) and seed spread, the numbers behind every Dice cell
-(`format_cell`). The helpers that order contrasts, strategies and subsets live here too.
+the study's seed protocol (`seed_averaged`, `seed_spread`, `seed_summary`: a subject counts
+once, its Dice averaged over seeds; the "±" is the SD over seeds of the per-seed mean) is
+`segan_lib.metrics.seeds`, shared with the paper's tables, and re-exported here with the cell
+format (`format_cell`, from `segan_lib.reporting.tables`). The helpers that order contrasts, strategies and subsets live here too.
 """
 from __future__ import annotations
 
@@ -16,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from segan_lib.constants import CONTRASTS, MISSING_FILLS, TRANSFER_STRATEGIES
-from segan_lib.metrics.summary import summarize
+from segan_lib.metrics.seeds import per_seed_means, seed_averaged, seed_spread, seed_summary  # noqa: F401 - re-exported
 from segan_lib.reporting.figures import CONTRAST_TITLES
+from segan_lib.reporting.tables import format_cell  # noqa: F401 - re-exported
 from segan_lib.study.transfer_plan import FOUR_CONTRAST_MODELS, MISSING_COLUMNS, RESULT_COLUMNS, contrast_subsets
 
 
@@ -83,57 +83,6 @@ def _canonical_subset(subset: str) -> str:
 def all_subsets() -> list[str]:
     """The 15 non-empty contrast subsets: by number of contrasts, then in t1, t1c, t2, flair order."""
     return ["+".join(c) for c in contrast_subsets()]
-
-
-# ---------------------------------------------------------------- seeds
-def seed_averaged(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    """Per-subject Dice averaged over seeds: columns `keys`, case_id, dice, n_seeds.
-
-    NaN values are skipped (n_seeds counts the finite ones); a subject with no finite value
-    keeps NaN, which `summarize` then excludes and counts.
-    """
-    keys = list(keys)
-    g = df.groupby(keys + ["case_id"], sort=False, dropna=False)["dice"]
-    return g.agg(dice="mean", n_seeds="count").reset_index()
-
-
-def per_seed_means(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    """Mean Dice over subjects for each seed: columns `keys`, seed, dice."""
-    keys = list(keys)
-    return df.groupby(keys + ["seed"], sort=False, dropna=False)["dice"].mean().reset_index()
-
-
-def seed_spread(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    """Run-to-run spread: SD (ddof=1) over seeds of the per-seed mean Dice; columns `keys`, seed_std, n_seeds."""
-    keys = list(keys)
-    g = per_seed_means(df, keys).groupby(keys, sort=False, dropna=False)["dice"]
-    return g.agg(seed_std="std", n_seeds="count").reset_index()
-
-
-def _summary_table(df: pd.DataFrame, keys: Sequence[str], n_boot: int = 2000) -> pd.DataFrame:
-    """Per group of `keys`: mean and bootstrap CI over subjects of the seed-averaged Dice, seed spread."""
-    keys = list(keys)
-    if df.empty:
-        return pd.DataFrame(columns=keys + ["mean", "ci_low", "ci_high", "seed_std", "n_seeds", "n_test",
-                                            "n_excluded"])
-    spread = seed_spread(df, keys).set_index(keys)
-    rows = []
-    for key, group in seed_averaged(df, keys).groupby(keys, sort=False, dropna=False):
-        s = summarize(group["dice"].to_numpy(), n_boot=n_boot)
-        key = key if isinstance(key, tuple) else (key,)
-        sp = spread.loc[key if len(keys) > 1 else key[0]]
-        rows.append({**dict(zip(keys, key)), "mean": s.mean, "ci_low": s.ci_low, "ci_high": s.ci_high,
-                     "seed_std": float(sp["seed_std"]), "n_seeds": int(sp["n_seeds"]), "n_test": s.n,
-                     "n_excluded": s.n_excluded})
-    return pd.DataFrame(rows)
-
-
-def format_cell(mean: float, ci_low: float, ci_high: float, seed_std: float = float("nan"), digits: int = 3) -> str:
-    """'0.812 [0.781, 0.843] ±0.012'; the ± part only when the seed spread is known, '–' with no data."""
-    if not np.isfinite(mean):
-        return "–"
-    text = f"{mean:.{digits}f} [{ci_low:.{digits}f}, {ci_high:.{digits}f}]"
-    return text + (f" ±{seed_std:.{digits}f}" if np.isfinite(seed_std) else "")
 
 
 def _title(contrast: str) -> str:

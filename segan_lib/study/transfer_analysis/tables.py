@@ -20,8 +20,8 @@ import pandas as pd
 from segan_lib.constants import CONTRASTS, FINE_TUNING_STRATEGIES, MISSING_FILLS, TRANSFER_STRATEGIES
 from segan_lib.metrics.statistics import ZERO_METHOD, holm, wilcoxon_paired
 from segan_lib.study.transfer_analysis.results import (
-    SUBSET_AVERAGE, _at_fraction, _missing, _missing_sort_key, _order, _results, _sort_key, _summary_table, _title,
-    _with_subset_average, all_subsets, format_cell, seed_averaged,
+    SUBSET_AVERAGE, _at_fraction, _missing, _missing_sort_key, _order, _results, _sort_key, _title,
+    _with_subset_average, all_subsets, format_cell, seed_averaged, seed_summary,
 )
 from segan_lib.study.transfer_plan import FOUR_CONTRAST_MODELS
 
@@ -54,7 +54,7 @@ def strategy_matrix(df: pd.DataFrame, fraction: float = 1.0, n_boot: int = 2000)
     (test subjects with a finite Dice), n_excluded (subjects without one).
     """
     d = _at_fraction(_results(df), fraction)
-    out = _summary_table(d, ["target", "source", "strategy"], n_boot=n_boot)
+    out = seed_summary(d, ["target", "source", "strategy"], n_boot=n_boot)
     if out.empty:
         return out
     out = out.sort_values(["target", "source", "strategy"], key=_matrix_sort_key, kind="stable")
@@ -252,8 +252,8 @@ def data_efficiency_table(df: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
         t = d[d["target"] == target]
         parts.append(t[(t["strategy"] == "scratch") | t["source"].isin(sources)])
     if not parts:
-        return _summary_table(d.iloc[:0], ["target", "source", "strategy", "fraction", "n_subjects"])
-    out = _summary_table(pd.concat(parts), ["target", "source", "strategy", "fraction", "n_subjects"], n_boot)
+        return seed_summary(d.iloc[:0], ["target", "source", "strategy", "fraction", "n_subjects"])
+    out = seed_summary(pd.concat(parts), ["target", "source", "strategy", "fraction", "n_subjects"], n_boot=n_boot)
     out = out.sort_values(["target", "source", "strategy", "fraction"], key=_matrix_sort_key, kind="stable")
     return out.reset_index(drop=True)
 
@@ -262,7 +262,7 @@ def data_efficiency_table(df: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
 def missing_contrast_summary(df: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
     """Numbers behind `missing_contrast_table`: one row per (model, subset, fill) present in the data,
     and per (model, fill) evaluated on all 15 subsets the subset SUBSET_AVERAGE (per-subject mean over them)."""
-    out = _summary_table(_with_subset_average(_missing(df)), ["model", "subset", "fill"], n_boot)
+    out = seed_summary(_with_subset_average(_missing(df)), ["model", "subset", "fill"], n_boot=n_boot)
     if out.empty:
         return out
     out = out.sort_values(["model", "subset", "fill"], key=_missing_sort_key, kind="stable")
