@@ -57,8 +57,9 @@ def _data_arg(p: argparse.ArgumentParser) -> None:
     _pattern_args(p)
 
 
-def _pattern_args(p: argparse.ArgumentParser) -> None:
-    """The pattern layout's options (and --label-scheme), for every command that opens a data set."""
+def _pattern_args(p: argparse.ArgumentParser, labels: bool = True) -> None:
+    """The pattern layout's options (and --label-scheme), for every command that opens a data set
+    (labels=False: without --label and --label-scheme, for prediction, which reads no labels through them)."""
     layout = p.add_argument_group("pattern layout (any other file naming; or segan_layout.yaml in the data folder)")
     layout.add_argument("--pattern", dest="pattern", default=None, metavar="TEMPLATE",
                         help="image files relative to the data folder, with {case} (a folder or part of a name) and "
@@ -66,10 +67,12 @@ def _pattern_args(p: argparse.ArgumentParser) -> None:
                              "(implies --layout pattern)")
     layout.add_argument("--contrast-names", dest="contrast_names", default=None, metavar="C=NAME,...",
                         help="each contrast's name in the files, e.g. flair=Flair,t1c=T1c (default: t1, t1c, t2, flair)")
-    layout.add_argument("--label", dest="label_pattern", default=None, metavar="TEMPLATE",
-                        help="label files, e.g. '{case}/{case}_seg.nii.gz' (needs --label-scheme)")
     layout.add_argument("--mask", dest="mask_pattern", default=None, metavar="TEMPLATE",
                         help="brain masks (optional), e.g. '{case}/brainmask.nii.gz'")
+    if not labels:
+        return
+    layout.add_argument("--label", dest="label_pattern", default=None, metavar="TEMPLATE",
+                        help="label files, e.g. '{case}/{case}_seg.nii.gz' (needs --label-scheme)")
     layout.add_argument("--label-scheme", dest="label_scheme", default=None, choices=LABEL_SCHEME_CHOICES,
                         help="what the label values mean, for --layout pattern and nnunet (nnunet: else from its "
                              "dataset.json)")
@@ -308,6 +311,16 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _input_layout(args):
+    """How `predict --input` reads its folder: detected (None), --layout, or the pattern options' reader."""
+    given = {key: getattr(args, key, None) for key in _LAYOUT_OPTIONS if getattr(args, key, None) is not None}
+    if not given:
+        return args.layout
+    from segan_lib.data.layouts.registry import resolve_layout
+
+    return resolve_layout(args.input, args.layout, given)
+
+
 def cmd_predict(args) -> int:
     # nothing on this path imports TensorFlow or Keras unless the engine is tensorflow (tests/apply/test_engines.py)
     from segan_lib.apply.ensemble import load_models
@@ -318,6 +331,10 @@ def cmd_predict(args) -> int:
     files = {c: getattr(args, c) for c in ("t1", "t1c", "t2", "flair") if getattr(args, c)}
     if bool(args.input) == bool(files):
         raise SeganError("give either --input (a case or data set folder) or the files (--t1/--t1c/--t2/--flair)")
+    layout_flags = [flag for key, flag in _LAYOUT_OPTIONS.items() if getattr(args, key, None) is not None]
+    if files and (args.layout or layout_flags):
+        raise SeganError(f"{', '.join((['--layout'] if args.layout else []) + layout_flags)} describe how a folder is "
+                         "read: they have no effect with the files --t1/--t1c/--t2/--flair")
     one_file = "the files --t1/--t1c/--t2/--flair" if files else f"--output {args.output} (one mask file)"
     if files or str(args.output).endswith((".nii", ".nii.gz")):  # one case into one file: no table, no bar
         if args.evaluate:
@@ -343,8 +360,9 @@ def cmd_predict(args) -> int:
                                   label_scheme=args.mask_label_scheme, **options)
         print(f"predict: {args.output}: tumour {result.tumour_ml:.2f} ml ({result.seconds:.1f} s, {done})")
         return 0
+    layout = _input_layout(args)
     if str(args.output).endswith((".nii", ".nii.gz")):  # one case folder into one mask file
-        ds = open_input(args.input)
+        ds = open_input(args.input, layout)
         if len(ds) != 1:
             raise SeganError(f"--output names one file, but {args.input} holds {len(ds)} cases; "
                              "give an output folder instead")
@@ -355,7 +373,8 @@ def cmd_predict(args) -> int:
         return 0
     failures = predict_folder(bundle, args.input, args.output, overwrite=args.overwrite, evaluate=args.evaluate,
                               allow_missing=args.allow_missing, progress=not args.quiet,
-                              probabilities=args.probabilities, label_scheme=args.mask_label_scheme, **options)
+                              probabilities=args.probabilities, label_scheme=args.mask_label_scheme, layout=layout,
+                              **options)
     print(f"predict: masks and summary.csv in {args.output} ({done})")
     if failures:
         print(f"predict: {len(failures)} case(s) failed:", file=sys.stderr)
@@ -585,6 +604,9 @@ def _add_predict_parser(sub) -> None:
                    help="what runs the segmentor: onnx (onnxruntime, no TensorFlow) or tensorflow (default: onnx "
                         "when the bundle has its ONNX file and onnxruntime is installed)")
     p.add_argument("--input", default=None, metavar="DIR", help="a case folder or a data set folder")
+    p.add_argument("--layout", default=None, choices=LAYOUT_CHOICES,
+                   help="with --input: skip detection and read the folder as this layout")
+    _pattern_args(p, labels=False)
     for c in ("t1", "t1c", "t2", "flair"):
         p.add_argument(f"--{c}", default=None, metavar="FILE", help=f"the {c} volume of one case")
     p.add_argument("--output", required=True, metavar="OUT", help="mask file (.nii.gz) or, with --input, a folder")

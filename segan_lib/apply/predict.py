@@ -364,8 +364,11 @@ FOLDER_SUMMARY_COLUMNS = ("case_id", "status", "tumour_ml", "seconds", "dice", "
                    "message", "bundle")
 
 
-def open_input(input_dir: str | os.PathLike):
-    """The data set at input_dir; a single case folder is read through its parent's layout."""
+def open_input(input_dir: str | os.PathLike, layout=None):
+    """The data set at input_dir; a single case folder is read through its parent's layout.
+
+    layout: None to detect it, a layout key, or a reader already set up (the pattern layout's,
+    `segan_lib.data.layouts.registry.resolve_layout`)."""
     from segan_lib.data.dataset import open_dataset
 
     input_dir = Path(input_dir)
@@ -375,7 +378,7 @@ def open_input(input_dir: str | os.PathLike):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            ds = open_dataset(input_dir, require_label=False, on_bad_case="skip")
+            ds = open_dataset(input_dir, layout=layout, require_label=False, on_bad_case="skip")
         except DataError as exc:
             first = exc
     if first is None:
@@ -384,7 +387,7 @@ def open_input(input_dir: str | os.PathLike):
     with warnings.catch_warnings(record=True) as caught:  # one case folder, read through its parent's layout
         warnings.simplefilter("always")
         try:
-            parent = open_dataset(input_dir.parent, require_label=False, on_bad_case="skip")
+            parent = open_dataset(input_dir.parent, layout=layout, require_label=False, on_bad_case="skip")
         except DataError:
             raise first from None
     skipped = [why for key, why in parent.skipped if key == input_dir.name]
@@ -406,13 +409,13 @@ def _pass_on(caught) -> None:
 
 def predict_folder(bundle, input_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False,
                    evaluate: bool = False, allow_missing: bool = False, progress: bool = True,
-                   probabilities: bool = False, label_scheme: str | None = None,
+                   probabilities: bool = False, label_scheme: str | None = None, layout=None,
                    **options) -> list[tuple[str, str]]:
     """Segment every case of a data set folder into <out>/<case>.nii.gz and write <out>/summary.csv.
 
     `label_scheme`: the label values of a three-region bundle's masks, as in `predict_case`, and
     options (tta, min_component_ml) too. `probabilities`: also <out>/<case>_probability.nii.gz.
-    `progress`: a progress bar on stderr when it is a terminal.
+    `progress`: a progress bar on stderr when it is a terminal. `layout`: how the folder is read (`open_input`).
 
     A case that fails is recorded (status error, with the message) and the next one is done.
     Returns the failures as (case id, message).
@@ -422,7 +425,7 @@ def predict_folder(bundle, input_dir: str | os.PathLike, out_dir: str | os.PathL
     from segan_lib.metrics.volume import volume_metrics
 
     bundle = _as_bundle(bundle)
-    ds = open_input(input_dir)
+    ds = open_input(input_dir, layout)
     if evaluate and not any(c.has_label for c in ds):
         raise SeganError(f"evaluate (--evaluate) has no effect on {input_dir}: none of its {len(ds)} case(s) has "
                          "a label to compare the masks with")

@@ -251,6 +251,42 @@ def test_one_case_folder_as_input(env, bundle, tmp_path):
     assert (out / f"{case.case_id}.nii.gz").exists()
 
 
+def test_a_folder_in_any_naming_is_predicted_through_the_pattern_options(env, bundle, tmp_path, capsys):
+    """The same scans renamed <case>/<Name>_scan.nii.gz: --pattern and --contrast-names read them, and the
+    masks equal those of the release's own naming; the layout options with files are refused."""
+    import pandas as pd
+
+    from segan_lib.cli import main
+
+    names = {"t1": "T1", "t1c": "T1c", "t2": "T2", "flair": "Flair"}
+    src = tmp_path / "renamed"
+    ids = []
+    for i in range(2):
+        files, case = case_files(env, i)
+        ids.append(case.case_id)
+        (src / case.case_id).mkdir(parents=True)
+        for contrast, path in files.items():
+            shutil.copy(path, src / case.case_id / f"{names[contrast]}_scan.nii.gz")
+    pattern = ["--pattern", "{case}/{contrast}_scan.nii.gz", "--contrast-names",
+               ",".join(f"{c}={n}" for c, n in names.items())]
+    out = tmp_path / "masks"
+    assert main(["predict", "--model", str(bundle.path), "--input", str(src), "--output", str(out), "--quiet",
+                 *pattern]) == 0
+    assert sorted(pd.read_csv(out / "summary.csv")["case_id"]) == ids
+    ref = tmp_path / "ref"
+    for cid in ids:
+        assert main(["predict", "--model", str(bundle.path), "--input", str(env["data"] / cid), "--output",
+                     str(ref / f"{cid}.nii.gz")]) == 0
+        np.testing.assert_array_equal(np.asarray(nib.load(out / f"{cid}.nii.gz").dataobj),
+                                      np.asarray(nib.load(ref / f"{cid}.nii.gz").dataobj))
+    capsys.readouterr()
+    files, _ = case_files(env, 0)
+    assert main(["predict", "--model", str(bundle.path), "--flair", str(files["flair"]), "--t1", str(files["t1"]),
+                 "--t1c", str(files["t1c"]), "--t2", str(files["t2"]), "--output", str(tmp_path / "x.nii.gz"),
+                 *pattern]) == 2
+    assert "--pattern, --contrast-names describe how a folder is read" in capsys.readouterr().err
+
+
 def test_one_case_folder_into_one_mask_file(env, bundle, tmp_path, capsys):
     import nibabel as nib
 
