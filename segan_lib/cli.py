@@ -556,7 +556,7 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--progress", action="store_true", help="Keras progress bar per epoch")
     p.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
                    help="compile the train step with XLA (op determinism off; XLA's CPU code is reproducible). "
-                        "Default: $SEGAN_XLA when set, else on on the CPU and off on a GPU; a resumed run keeps "
+                        "Default: $SEGAN_XLA when set, else off (the faster step on the CPU); a resumed run keeps "
                         "what it was trained with")
     _strategy_arg(p)
     p.set_defaults(func=cmd_train)

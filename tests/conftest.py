@@ -5,8 +5,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The tests train tiny models, where XLA's compile time (about 10 s a run here) is most of the work:
-# they train without it unless a test asks (the XLA default is tested on its own: test_training's
-# xla tests and the kill/resume test run with it)
+# they train without it (the default too) unless a test asks (test_training's xla tests and the
+# kill/resume test run with it)
 os.environ.setdefault("SEGAN_XLA", "0")
 
 

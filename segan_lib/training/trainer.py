@@ -89,11 +89,11 @@ def train(profile: Profile, run_name: str | None = None, *, resume: bool = False
     """Train one model as the profile says; see the module docstring for what is written.
 
     strategy: "default", "mirrored" or "multiworker" (segan_lib.training.distribute); None reads $SEGAN_STRATEGY.
-    xla: compile the train step with XLA. None: $SEGAN_XLA when set ("1"/"0"), else on wherever it is
-    reproducible, i.e. on the CPU with the TensorFlow backend (`xla_default`). An XLA run switches
+    xla: compile the train step with XLA. None: $SEGAN_XLA when set ("1"/"0"), else off (`xla_default`:
+    since the upsampling's rewrite the step without XLA is the faster one on the CPU). An XLA run switches
     TensorFlow's op determinism off (Keras drops XLA under it); XLA's own CPU code gives the same
     weights bit for bit for the same seed and thread count (benchmarks/bench_xla_determinism.py).
-    xla=False trains with op determinism on, as before; the two give different (equally seeded) numbers.
+    xla=False trains with op determinism on; the two give different (equally seeded) numbers.
     contrast_dropout: zero each contrast of a training slice with this probability, keeping at least
     one (pipeline.contrast_dropout_masks), so the model copes with contrasts missing at test time.
     """
@@ -387,9 +387,12 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def xla_default() -> bool:
-    """Whether training compiles with XLA when nothing says otherwise: $SEGAN_XLA when set, else on the
-    CPU with the TensorFlow backend (reproducible there, bench_xla_determinism.py), off on a GPU (its
-    XLA reductions are not guaranteed to be deterministic) and on other backends (JAX always compiles)."""
+    """Whether training compiles with XLA when nothing says otherwise: $SEGAN_XLA when set, else off.
+
+    XLA is reproducible on the CPU (bench_xla_determinism.py) but, since BilinearUpSampling2D's
+    rewrite, slower there than the step under op determinism (bench_torch_peer.py, one quiet run:
+    quick shape 232.8 against 321.9 slices/s, paper shape 5.3 against 6.6), and on a GPU its
+    reductions are not guaranteed deterministic; JAX compiles anyway."""
     import os
 
     import keras
@@ -399,11 +402,7 @@ def xla_default() -> bool:
         return given in _TRUE and keras.backend.backend() == "tensorflow"
     if given:
         raise TrainingError(f"SEGAN_XLA={given!r}: expected 1 or 0 (or leave it unset for the default)")
-    if keras.backend.backend() != "tensorflow":
-        return False
-    import tensorflow as tf
-
-    return not tf.config.list_physical_devices("GPU")
+    return False
 
 
 def _xla_wanted(xla: bool | None) -> bool:
