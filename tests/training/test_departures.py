@@ -8,22 +8,13 @@ import numpy as np
 import pytest
 
 from segan_lib import paths
-from tests.tiny_project import tiny_project
-from tests.training.test_training import TINY, arrays, profile
-
-
-@pytest.fixture(scope="module")
-def tiny_project_root(tmp_path_factory):
-    """A project root holding a 10-subject 4 mm phantom, preprocessed and split (as test_training's)."""
-    root = tmp_path_factory.mktemp("project")
-    with tiny_project(root, TINY):
-        yield root
+from tests.training.test_training import TINY, arrays, profile, root, tiny_root  # noqa: F401 - fixtures
 
 
 @pytest.fixture
-def project(tiny_project_root, monkeypatch):
-    monkeypatch.setenv("SEGAN_ROOT", str(tiny_project_root))
-    return tiny_project_root
+def project(root):
+    """test_training's tiny project (a 10-subject 4 mm phantom, preprocessed and split), as SEGAN_ROOT."""
+    return root
 
 
 # ---------------------------------------------------------------- the evaluation field
