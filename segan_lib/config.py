@@ -28,8 +28,10 @@ from segan_lib.errors import ConfigError
 # settings() and fingerprint leave them out while None, so the keys of runs and studies made before
 # they existed stay the same
 DATA_LAYOUT_SETTINGS = ("pattern", "contrast_names", "label_pattern", "mask_pattern", "label_scheme")
-# the study's settings of the phantom-against-real comparison, left out of a profile's settings() (below)
-STUDY_COMPARISON_SETTINGS = ("real_data", "real_layout", "real_phantom_n")
+# the study's settings of its optional parts (the phantom against real scans, the recipe ablation), left out
+# of a profile's settings() (below)
+STUDY_COMPARISON_SETTINGS = ("real_data", "real_layout", "real_phantom_n", "ablation", "ablation_seeds",
+                             "ablation_learning_rates")
 
 
 @dataclass
@@ -198,6 +200,13 @@ class StudyConfig:
     # (a segan_layout.yaml in that folder is read)
     real_layout: dict | None = None
     real_phantom_n: int = 4  # phantom subjects compared with it: the first of the profile's phantom
+    # the recipe ablation (segan_lib/study/ablation_plan.py, notebooks/09_recipe_ablation.ipynb): our old
+    # training settings, each of the authors' put back alone and all four, on the four-contrast and the
+    # FLAIR SegAN_IO, with each seed of ablation_seeds (None: study.seeds); the authors' recipe also at
+    # each of ablation_learning_rates
+    ablation: bool = False
+    ablation_seeds: tuple[int, ...] | None = None
+    ablation_learning_rates: tuple[float, ...] = ()
 
     def __post_init__(self):
         if not self.seeds:
@@ -205,6 +214,11 @@ class StudyConfig:
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"study.seeds repeats a seed: {list(self.seeds)}")
         _positive("study.real_phantom_n", self.real_phantom_n)
+        if self.ablation_seeds is not None and (not self.ablation_seeds or
+                                                len(set(self.ablation_seeds)) != len(self.ablation_seeds)):
+            raise ConfigError(f"study.ablation_seeds must name distinct seeds, got {list(self.ablation_seeds)}")
+        for lr in self.ablation_learning_rates:
+            _positive("study.ablation_learning_rates", lr)
         layout = self.real_layout
         if layout is not None:
             if not isinstance(layout, Mapping):
@@ -280,8 +294,8 @@ class Profile:
         settings only where given, see DATA_LAYOUT_SETTINGS)."""
         d = {k: v for k, v in self.to_dict().items() if k not in ("name", "description")}
         d["data"] = {k: v for k, v in d["data"].items() if not (k in DATA_LAYOUT_SETTINGS and v is None)}
-        # the real data set the phantom is held against decides that comparison alone (its step has them in its
-        # parameters), not any model: the keys of the runs stay the same with and without it
+        # the real data set the phantom is held against and the ablation's settings decide those parts alone (their
+        # steps have them in their parameters), not the paper's models: their keys stay the same with and without
         d["study"] = {k: v for k, v in d["study"].items() if k not in STUDY_COMPARISON_SETTINGS}
         return d
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from segan_lib.atomic import atomic_write_json, atomic_write_text
-from segan_lib.constants import THRESHOLD
+from segan_lib.constants import EVALUATION_FIELDS, THRESHOLD
 from segan_lib.metrics.protocols import PROTOCOL_NOTES
 from segan_lib.metrics.summary import summarize_table
 from segan_lib.nets.inference import predict_slices
@@ -50,12 +50,14 @@ def load_run_models(run_dir: Path, tag: str = "best"):
 
 def evaluate_run(run: str | Path, subset: str = "test", contrasts: Sequence[str] | None = None,
                  tag: str = "best", compute_hd95: bool = True, log=print,
-                 progress: bool = False) -> tuple[pd.DataFrame, dict]:
+                 progress: bool = False, field: str | None = None) -> tuple[pd.DataFrame, dict]:
     """Per-subject metrics of a run on a subset of its split, optionally on other contrasts.
 
     progress: a bar over the predicted slices on stderr, when it is a terminal.
+    field: the field scored (EVALUATION_FIELDS); None: the run's own evaluate.field.
 
-    Writes runs/<run>/eval_<subset>[_on-<contrasts>].csv (per subject) and .json (summary).
+    Writes runs/<run>/eval_<subset>[_on-<contrasts>][_field-<field>].csv (per subject) and .json (summary),
+    the field part only when it is not the run's own.
     """
     from segan_lib.data.cache import open_cache
     from segan_lib.errors import SeganError
@@ -77,12 +79,15 @@ def evaluate_run(run: str | Path, subset: str = "test", contrasts: Sequence[str]
     # with a warning under data.on_bad_case=skip
     case_ids = cache.usable(split.subset(subset), contrasts, need_label=True, on_bad_case=profile.data.on_bad_case,
                             user="evaluation")
-    field = profile.evaluate.field
+    own_field = profile.evaluate.field
+    field = own_field if field is None else field
+    if field not in EVALUATION_FIELDS:
+        raise SeganError(f"unknown evaluation field {field!r}; known: {', '.join(EVALUATION_FIELDS)}")
     data = field_slices(load_slices(cache, case_ids, contrasts, profile.model.regions, "all"), field)
     probs = _predict_with_progress(model.segmentor, data.images, profile.train.batch_size, progress)
     table = volume_metrics_table(probs, data, spacing_mm=profile.preprocess.spacing_mm, compute_hd95=compute_hd95)
     summary_table = summarize_table(table.drop(columns=["case_id"]), seed=profile.train.seed)
-    tag_name = f"eval_{subset}" + ("" if contrasts == trained_on else f"_on-{'-'.join(contrasts)}")
+    tag_name = eval_file_stem(subset, contrasts, trained_on, field, own_field)
     summary = {
         "run": run_dir.name, "subset": subset, "trained_on": list(trained_on), "evaluated_on": list(contrasts),
         "checkpoint": tag, "n_subjects": len(table), "threshold": THRESHOLD,
@@ -99,6 +104,13 @@ def evaluate_run(run: str | Path, subset: str = "test", contrasts: Sequence[str]
         log(f"evaluate: {run_dir.name} on {subset} ({', '.join(contrasts)}): Dice {d['mean']:.3f} "
             f"[{d['ci_low']:.3f}, {d['ci_high']:.3f}] over {len(table)} volumes -> {run_dir / (tag_name + '.csv')}")
     return table, summary
+
+
+def eval_file_stem(subset: str, contrasts: Sequence[str], trained_on: Sequence[str], field: str,
+                   own_field: str) -> str:
+    """eval_<subset>[_on-<contrasts>][_field-<field>]: the contrasts when not the run's, the field when not its own."""
+    return (f"eval_{subset}" + ("" if tuple(contrasts) == tuple(trained_on) else f"_on-{'-'.join(contrasts)}")
+            + ("" if field == own_field else f"_field-{field}"))
 
 
 def _predict_with_progress(segmentor, images, batch_size: int, progress: bool) -> np.ndarray:
@@ -145,3 +157,23 @@ def predict_cases(run: str | Path, case_ids: Sequence[str], contrasts: Sequence[
             "prediction": to_xyz(probs[sel, ..., 0] > THRESHOLD),
         }
     return out
+
+
+def evaluation_stem(run: str | Path, field: str, subset: str = "test") -> str:
+    """The stem of the file in which a run's evaluation of its own contrasts on `field` is (or will be) kept."""
+    from segan_lib.config import profile_from_dict
+
+    run_dir = run_folder(run)
+    profile = profile_from_dict(read_settings(run_dir)["profile"], where=str(run_dir / "settings.json"))
+    contrasts = profile.model.contrasts
+    return eval_file_stem(subset, contrasts, contrasts, field, profile.evaluate.field)
+
+
+def evaluation_on_field(run: str | Path, field: str, subset: str = "test", log=print) -> str:
+    """The stem of a run's evaluation of its best checkpoint on `field` (in its folder), made first when absent:
+    what a comparison of runs validated on different fields scores them all on."""
+    run_dir = run_folder(run)
+    stem = evaluation_stem(run_dir, field, subset)
+    if not ((run_dir / f"{stem}.csv").is_file() and (run_dir / f"{stem}.json").is_file()):
+        evaluate_run(run_dir, subset, field=field, log=log)
+    return stem

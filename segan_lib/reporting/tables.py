@@ -235,7 +235,7 @@ def val_dice_spread(history: pd.DataFrame, last: int = STABILITY_EPOCHS) -> tupl
     return (float(values.std(ddof=1)) if values.size >= 2 else float("nan")), int(values.size)
 
 
-def _claim(claim: str, differences: np.ndarray, unit: str, evidence: str) -> dict:
+def claim_row(claim: str, differences: np.ndarray, unit: str, evidence: str) -> dict:
     """One claim's row before Holm: the paired differences (> 0: the claim's way) and their test."""
     from segan_lib.metrics.statistics import wilcoxon_paired
     from segan_lib.metrics.summary import summarize
@@ -249,7 +249,7 @@ def _claim(claim: str, differences: np.ndarray, unit: str, evidence: str) -> dic
             "evidence": evidence, "_mean": s.mean, "_ci": (s.ci_low, s.ci_high)}
 
 
-def _verdict(row: dict) -> str:
+def verdict(row: dict) -> str:
     if not np.isfinite(row["_mean"]):
         return "not measurable"
     low, high = row["_ci"]
@@ -287,7 +287,7 @@ def claims_table(table1_runs: Mapping[str, Runs], table2_runs: Mapping[str, Runs
     dice, nodice = t1.get("SegAN with Dice"), t1.get("SegAN without Dice")
     if io is not None and dice is not None:
         a, b = subject_values(io), subject_values(dice)
-        rows.append(_claim("concatenation beats masking (SegAN_IO vs SegAN, four contrasts)",
+        rows.append(claim_row("concatenation beats masking (SegAN_IO vs SegAN, four contrasts)",
                            _aligned_difference(a, b), "subjects",
                            f"test Dice {a.mean():.3f} vs {b.mean():.3f} (SegAN_IO - SegAN with Dice)"))
     if dice is not None and nodice is not None:
@@ -298,7 +298,7 @@ def claims_table(table1_runs: Mapping[str, Runs], table2_runs: Mapping[str, Runs
                    for w, wo in pairs]
         d = np.array([sd_wo - sd_w for (sd_w, _), (sd_wo, _) in spreads])
         epochs = sorted({k for (_, k1), (_, k2) in spreads for k in (k1, k2)})
-        rows.append(_claim(
+        rows.append(claim_row(
             "the Dice term stabilises adversarial training (SegAN with vs without Dice)", d, "seeds",
             f"SD of validation Dice (per volume) over the last {STABILITY_EPOCHS} epochs (here "
             f"{'/'.join(map(str, epochs))}; lower is steadier), per seed: with "
@@ -309,7 +309,7 @@ def claims_table(table1_runs: Mapping[str, Runs], table2_runs: Mapping[str, Runs
     if "flair" in t2 and len(t2) > 1:
         means = {k: subject_values(v) for k, v in t2.items()}
         other = max((k for k in means if k != "flair"), key=lambda k: means[k].mean())
-        rows.append(_claim("FLAIR is the strongest single contrast", _aligned_difference(means["flair"], means[other]),
+        rows.append(claim_row("FLAIR is the strongest single contrast", _aligned_difference(means["flair"], means[other]),
                            "subjects", ", ".join(f"{CONTRAST_NAMES[k]} {v.mean():.3f}" for k, v in means.items())
                            + f" (FLAIR - {CONTRAST_NAMES[other]}, the strongest other)"))
     if {"t2", "flair"} <= set(t2) and len(t2) > 2:
@@ -317,7 +317,7 @@ def claims_table(table1_runs: Mapping[str, Runs], table2_runs: Mapping[str, Runs
         key = next(p for p in pairs if set(p) == {"t2", "flair"})
         other = max((p for p in pairs if p != key), key=lambda p: pairs[p].mean())
         title = lambda p: f"{CONTRAST_NAMES[p[0]]}<->{CONTRAST_NAMES[p[1]]}"
-        rows.append(_claim("T2 <-> FLAIR transfer best", _aligned_difference(pairs[key], pairs[other]), "subjects",
+        rows.append(claim_row("T2 <-> FLAIR transfer best", _aligned_difference(pairs[key], pairs[other]), "subjects",
                            "mean of both directions: " + ", ".join(
                                f"{title(p)} {v.mean():.3f}" for p, v in sorted(pairs.items(), key=lambda kv: -kv[1].mean()))
                            + f" (T2<->FLAIR - {title(other)}, the best other pair)"))
@@ -325,12 +325,12 @@ def claims_table(table1_runs: Mapping[str, Runs], table2_runs: Mapping[str, Runs
     for target in ("t1", "t2"):
         if (target, "full") in t3 and (target, "seg") in t3:
             seg, full = subject_values(t3[(target, "seg")]), subject_values(t3[(target, "full")])
-            rows.append(_claim(f"freezing the critic helps on {CONTRAST_NAMES[target]} (Seg. vs Full)",
+            rows.append(claim_row(f"freezing the critic helps on {CONTRAST_NAMES[target]} (Seg. vs Full)",
                                _aligned_difference(seg, full), "subjects",
                                f"test Dice Seg. {seg.mean():.3f} vs Full {full.mean():.3f}"))
     from segan_lib.metrics.statistics import holm
 
     for row, adjusted in zip(rows, holm([r["p"] for r in rows])):
         row["p (Holm)"] = float(adjusted)
-        row["holds here"] = _verdict(row)
+        row["holds here"] = verdict(row)
     return pd.DataFrame([{c: r[c] for c in CLAIM_COLUMNS} for r in rows], columns=list(CLAIM_COLUMNS))

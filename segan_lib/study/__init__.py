@@ -2,6 +2,8 @@
 from segan_lib._exports import lazy_exports
 
 _NAMES = {
+    "ABLATION_FIELD": "ablation_plan",
+    "AUTHORS": "ablation_plan",
     "ALL": "paper_plan",
     "ALPHA": "transfer_analysis.tables",
     "CODE_HASH_LENGTH": "steps",
@@ -10,6 +12,7 @@ _NAMES = {
     "DROPOUT_COLUMNS": "transfer_analysis.tables",
     "FOUR_CONTRAST_MODELS": "transfer_plan",
     "KERNEL_DIED": "notebook",
+    "RECIPE_CHANGES": "ablation_plan",
     "KERNEL_START_ATTEMPTS": "notebook",
     "MISSING_COLUMNS": "transfer_plan",
     "ModelSpec": "paper_plan",
@@ -22,6 +25,8 @@ _NAMES = {
     "StepFailed": "notebook",
     "TEST_NOTE": "transfer_analysis.tables",
     "TransferRun": "transfer_plan",
+    "ablation_models": "ablation_plan",
+    "ablation_variants": "ablation_plan",
     "all_subsets": "transfer_analysis.results",
     "best_strategy_per_target": "transfer_analysis.tables",
     "code_hash": "steps",

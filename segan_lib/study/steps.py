@@ -109,8 +109,11 @@ def study_steps(profile: Profile, profile_name: str, with_models: bool = True) -
     if not with_models:
         return steps
 
+    data_steps = list(steps)
     if profile.study.paper:
-        steps += _paper_steps(profile, profile_name, base_overrides, data_steps=list(steps))
+        steps += _paper_steps(profile, profile_name, base_overrides, data_steps=data_steps)
+    if profile.study.ablation:  # after the paper's models, whose default-recipe runs it reuses
+        steps += _ablation_steps(profile, profile_name, base_overrides, data_steps, {s.name: s for s in steps})
     if profile.study.transfer:  # independent of the paper's models: with --jobs it runs beside them
         data_steps = [s.name for s in steps if s.name in ("phantom", "preprocess", "split")]
         steps.append(_transfer_step(profile, profile_name, base_overrides, needs=data_steps))
@@ -313,6 +316,55 @@ def _results_step(model_steps: dict[str, list[Step]], singles: dict[str, list[St
                 notebook="06_results.ipynb")
 
 
+# ---------------------------------------------------------------- the recipe ablation
+def _ablation_model_steps(profile: Profile, profile_name: str, base_overrides: dict, data_steps: list[Step],
+                          existing: dict[str, Step]) -> dict[str, dict[str, list[Step]]]:
+    """variant key -> model key -> one training step per seed of the ablation (study.ablation_seeds, else
+    study.seeds). A variant whose settings are the profile's own reuses the paper plan's steps of those seeds."""
+    from segan_lib.study.ablation_plan import ablation_models, ablation_variants, is_profile_default
+    from segan_lib.study.paper_plan import ModelSpec
+
+    seeds = profile.study.ablation_seeds or profile.study.seeds
+    settings = profile.settings()
+    out: dict[str, dict[str, list[Step]]] = {}
+    for variant in ablation_variants(profile.study.ablation_learning_rates):
+        default = is_profile_default(variant, settings)
+        out[variant.key] = {}
+        for spec in ablation_models():
+            steps = []
+            for seed in seeds:
+                paper_step = existing.get(f"train_{spec.key}_seed{seed}") if default else None
+                if paper_step is None:
+                    own = ModelSpec(f"ablation_{variant.key}_{spec.key}", f"{spec.label}, {variant.label}",
+                                    {**spec.overrides, **variant.overrides}, group="ablation")
+                    paper_step = _model_step(own, seed, None, profile_name, settings, base_overrides, data_steps)
+                steps.append(paper_step)
+            out[variant.key][spec.key] = steps
+    return out
+
+
+def _ablation_steps(profile: Profile, profile_name: str, base_overrides: dict, data_steps: list[Step],
+                    existing: dict[str, Step]) -> list[Step]:
+    """The ablation's own training steps (those not already in the study), then its table and figure."""
+    from segan_lib.reporting.ablation import OUTPUT_NAMES
+
+    by_variant = _ablation_model_steps(profile, profile_name, base_overrides, data_steps, existing)
+    own = [s for models in by_variant.values() for steps in models.values() for s in steps if s.name not in existing]
+
+    def run(step: Step, run_dir: Path) -> list[Path]:
+        figures = paths.figures_dir()
+        runs = {v: {m: _names(s) for m, s in models.items()} for v, models in by_variant.items()}
+        nb = run_notebook("09_recipe_ablation.ipynb", run_dir, {"runs": runs, "out_dir": str(figures)})
+        return [nb] + [figures / name for name in OUTPUT_NAMES]
+
+    result = Step("09_recipe_ablation", "the recipe ablation: each of the authors' settings alone and all four",
+                  {"models": {v: {m: [s.key for s in steps] for m, steps in models.items()}
+                              for v, models in by_variant.items()}, "notebook_version": 1},
+                  run, needs=[s.name for models in by_variant.values() for steps in models.values() for s in steps],
+                  notebook="09_recipe_ablation.ipynb")
+    return own + [result]
+
+
 # ---------------------------------------------------------------- the transfer study
 def _transfer_step(profile: Profile, profile_name: str, base_overrides: dict, needs: list[str]) -> Step:
     """The transfer study: one notebook that trains what is missing of its plan, then the tables and figure."""
@@ -335,7 +387,8 @@ def planned_runs(profile_name: str = "quick", overrides: dict | None = None) -> 
     (one run per seed of study.seeds; the fine-tuned models one run).
 
     {"models": {key: [run, ...]}, "table1": {label: [run, ...]}, "table2": {contrast: [run, ...]},
-    "table3": {"t2/seg": [run]}}; notebooks use it as their default when no run is named.
+    "table3": {"t2/seg": [run]}, "ablation": {variant: {model: [run, ...]}} (empty without study.ablation)};
+    notebooks use it as their default when no run is named.
     """
     from segan_lib.study.paper_plan import table1_models, table2_models, table3_models
 
@@ -347,7 +400,13 @@ def planned_runs(profile_name: str = "quick", overrides: dict | None = None) -> 
         return [by_name[n].run_dir.name for n in names
                 if n.rsplit("_seed", 1)[0] in (f"train_{key}", f"finetune_{key}")]
 
+    ablation = {}
+    if profile.study.ablation:
+        data_steps = [by_name[n] for n in ("phantom", "preprocess", "split") if n in by_name]
+        ablation = {v: {m: _names(s) for m, s in models.items()} for v, models in _ablation_model_steps(
+            profile, profile_name, profile_overrides(profile, profile_name), data_steps, by_name).items()}
     return {
+        "ablation": ablation,
         "models": {spec.key: runs(spec.key) for spec in table1_models() + table2_models() + table3_models()},
         "table1": {spec.label: runs(spec.key) for spec in table1_models()},
         "table2": {spec.overrides["model.contrasts"][0]: runs(spec.key) for spec in table2_models()},

@@ -1,7 +1,7 @@
 """The whole study on the smoke profile, then every notebook checked by nbval.
 
-One module-scoped project root: the study (phantom, preprocessing, split, 13
-models, evaluation, transfer matrix, fine-tuning, results) runs once through
+One module-scoped project root: the study (phantom, preprocessing, split, the
+paper's models, evaluation, transfer matrix, fine-tuning, results, the recipe ablation) runs once through
 papermill; a rerun must skip every step; then nbval executes each notebook with
 its default parameters (the smoke profile) against that root: lax for the
 notebooks with plots and timings, strict (outputs compared, volatile parts
@@ -21,7 +21,7 @@ from segan_lib.config import load_profile
 
 NOTEBOOKS = paths.checkout_root() / "notebooks"
 SANITIZE = paths.checkout_root() / "tests" / "nbval_sanitize.cfg"
-# the slow tier: the study trains its 13 models and the transfer study's, and nbval runs every notebook
+# the slow tier: the study trains its models, the ablation's and the transfer study's, and nbval runs every notebook
 slow = pytest.mark.slow
 
 
@@ -53,9 +53,15 @@ def test_the_smoke_study_regenerates_every_table_and_figure(study_root, monkeypa
         assert (figures / f"{name}.csv").exists() and (figures / f"{name}.md").exists(), name
     for name in ("fig2_validation_dice_loss", "fig3_transfer_matrix", "data_subject_HGG"):
         assert (figures / f"{name}.png").exists() and (figures / f"{name}.pdf").exists(), name
+    import pandas as pd
+
     names = [s.name for s in steps]
-    # smoke: the 7 models of Tables I and II with each of 2 seeds, the 6 fine-tuned ones once
-    assert names.count("06_results") == 1 and sum(n.startswith(("train_", "finetune_")) for n in names) == 7 * 2 + 6
+    # smoke: the 7 models of Tables I and II with each of 2 seeds, the 6 fine-tuned ones once, and the recipe
+    # ablation's own 12 (6 variants x 2 models x 1 seed; its seventh, the authors' recipe, is the study's runs)
+    assert names.count("06_results") == 1 and sum(n.startswith(("train_", "finetune_")) for n in names) == 7 * 2 + 6 + 12
+    ablation = pd.read_csv(figures / "recipe_ablation.csv")
+    assert len(ablation) == 7 * 2 and set(ablation["validation field"]) == {"crop", "centre160"}
+    assert (figures / "recipe_ablation.png").exists()
     assert names.count("07_transfer_study") == 1
     md = (figures / "table1_four_contrasts.md").read_text()
     assert "per 3-D volume" in md and "SegAN_IO (proposed)" in md and "0.862" in md  # ours beside the paper's
@@ -75,7 +81,6 @@ def test_the_smoke_study_regenerates_every_table_and_figure(study_root, monkeypa
 
     for name in OUTPUT_NAMES:
         assert (figures / name).exists(), name
-    import pandas as pd
 
     matrix = pd.read_csv(figures / "transfer_strategy_matrix_values.csv")
     assert len(matrix) == 2 * 3  # two targets x (scratch + two strategies)
@@ -106,7 +111,8 @@ def nbval(root, *args):
 @slow
 # 08_phantom_vs_real compares with real cases where the machine has them, and says so and does nothing where not
 @pytest.mark.parametrize("notebook", ["01_data_exploration", "02_training", "03_evaluation", "04_transfer_matrix",
-                                      "05_fine_tuning", "06_results", "07_transfer_study", "08_phantom_vs_real"])
+                                      "05_fine_tuning", "06_results", "07_transfer_study", "08_phantom_vs_real",
+                                      "09_recipe_ablation"])
 def test_notebook_runs_with_its_defaults(study_root, notebook):
     root, _, _ = study_root
     res = nbval(root, "--nbval-lax", str(NOTEBOOKS / f"{notebook}.ipynb"))

@@ -67,8 +67,8 @@ class Run:
 RUN: dict[str, Run] = {
     "./run_all.sh": Run(
         extra="--only phantom,preprocess,split,01_data_exploration",
-        why_extra="the driver, its set-up check and a notebook through papermill; the whole smoke study (13 models, "
-                  "the transfer study) is tests/integration/test_notebooks.py's, which runs the same steps",
+        why_extra="the driver, its set-up check and a notebook through papermill; the whole smoke study (its models, "
+                  "the recipe ablation, the transfer study) is tests/integration/test_notebooks.py's, which runs the same steps",
         creates=("data/phantom-smoke/splits.json", "figures/data_tumour_volumes.png")),
     ".venv/bin/segan info /path/to/BRATS2015 --deep": Run(),
     "./run_all.sh --profile paper --data /path/to/BRATS2015": Run(
@@ -111,6 +111,9 @@ SKIP: dict[str, str] = {
     "ENV/bin/segan --root /path/to/my_project train ...":
         "'...' stands for a training's options (the training commands below run; tests/test_cli.py has --root)",
     "./run_tests.sh": "the test suite itself: it would run this test again",
+    "./run_all.sh --set study.ablation=true":
+        "the quick study and 42 ablation models (an hour on a CPU); the smoke study runs the ablation's every step "
+        "(study.ablation is on in the smoke profile) in tests/integration/test_notebooks.py",
     "SEGAN_TENSORFLOW=gpu scripts/setup_env.sh": "installs packages (TensorFlow's CUDA build) into the environment",
     "segan train --profile paper --data /data/BRATS2015 --contrasts flair --strategy mirrored":
         "GPU-only (every GPU of the machine); tests/integration/test_distribute.py trains mirrored on two logical CPUs",

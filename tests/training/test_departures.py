@@ -62,6 +62,36 @@ def test_validation_and_evaluation_score_the_same_field(project):
         assert table["dice"].mean() == pytest.approx(result.history[0]["val_dice"], abs=1e-12)
 
 
+def test_a_run_is_scored_on_another_field_into_a_file_of_its_own_once(project):
+    """evaluation_on_field: a run validated on the crop scored on the centre field (the ablation's common field)
+    into eval_test_field-centre160, the same numbers as a run of the same weights scored there by its own field."""
+    from segan_lib.evaluation.evaluate import evaluate_run, evaluation_on_field
+    from segan_lib.training.trainer import train
+
+    train(profile("model.contrasts=[flair]", "train.epochs=1", "evaluate.field=crop"), "scored_crop", log=None)
+    own, _ = evaluate_run("scored_crop", "test", compute_hd95=False, log=None)
+    run = paths.runs_dir() / "scored_crop"
+    assert evaluation_on_field(run, "crop", log=None) == "eval_test"  # its own field: the usual file
+    stem = evaluation_on_field(run, "centre160", log=None)
+    assert stem == "eval_test_field-centre160"
+    summary = json.loads((run / f"{stem}.json").read_text())
+    assert summary["field"] == "centre160" and summary["space"].startswith("centre 43x43 of each 48x48 slice")
+    written = (run / f"{stem}.csv").stat().st_mtime_ns
+    assert evaluation_on_field(run, "centre160", log=None) == stem
+    assert (run / f"{stem}.csv").stat().st_mtime_ns == written  # made once, then read
+    # the same checkpoint under a settings.json that says centre160 scores the same numbers as eval_test
+    settings = json.loads((run / "settings.json").read_text())
+    settings["profile"]["evaluate"]["field"] = "centre160"
+    (run / "settings.json").write_text(json.dumps(settings))
+    table, _ = evaluate_run(run, "test", compute_hd95=False, log=None)
+    import pandas as pd
+
+    np.testing.assert_array_equal(pd.read_csv(run / f"{stem}.csv")["dice"], table["dice"])
+    assert not np.array_equal(own["dice"], table["dice"])  # the fields differ, so do the scores
+    with pytest.raises(Exception, match="unknown evaluation field 'middle'"):
+        evaluate_run(run, "test", field="middle", log=None)
+
+
 # ---------------------------------------------------------------- settings, old runs, resume
 def test_settings_record_the_options_and_an_old_run_folder_still_evaluates(project):
     from segan_lib.evaluation.evaluate import evaluate_run, load_run_models
