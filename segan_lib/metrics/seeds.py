@@ -8,15 +8,19 @@ Input: a long table, one row per (group keys..., seed, case_id) with a value col
 - run-to-run spread (the "±"): the SD (ddof=1) over seeds of the per-seed mean over
   subjects (`seed_spread`); NaN with a single seed;
 - `seed_summary` gives both per group: mean, ci_low, ci_high, seed_std, n_seeds, n_test
-  (subjects with a value), n_excluded (subjects without one).
+  (subjects with a value), n_excluded (subjects without one);
+- a difference between two models trained with the same seeds is decided on an interval that
+  resamples both the seeds and the subjects (`two_level_bootstrap`): the subjects of one seed
+  share that seed's trained model, so they are not independent evidence about the methods.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
-from segan_lib.metrics.summary import summarize
+from segan_lib.metrics.summary import _check_boot, _percentile_ci, summarize
 
 SEED_SUMMARY_COLUMNS = ("mean", "ci_low", "ci_high", "seed_std", "n_seeds", "n_test", "n_excluded")
 
@@ -60,3 +64,35 @@ def seed_summary(df: pd.DataFrame, keys: Sequence[str], value: str = "dice", n_b
                      "seed_std": float(sp["seed_std"]), "n_seeds": int(sp["n_seeds"]), "n_test": s.n,
                      "n_excluded": s.n_excluded})
     return pd.DataFrame(rows)
+
+
+def two_level_bootstrap(matrix, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> tuple[float, float, float]:
+    """Mean of a subjects x seeds table and its percentile-bootstrap CI over both levels.
+
+    Each resample draws the seeds (columns) with replacement, then the subjects (rows) with
+    replacement, and takes the mean of that block (NaN cells skipped; subjects with no finite value
+    dropped first), so the interval holds the run-to-run spread of training as well as the spread
+    over subjects: with a few seeds whose models disagree it straddles zero even when every
+    subject's seed-averaged value points the same way. One seed: the subject bootstrap of
+    `metrics.summary.summarize` (the same draws for the same seed).
+    Returns (mean, ci_low, ci_high); NaN for an empty table.
+    """
+    _check_boot(n_boot, ci)
+    m = np.asarray(matrix, dtype=float)
+    if m.ndim != 2:
+        raise ValueError(f"a subjects x seeds table is 2-D, got shape {m.shape}")
+    m = m[np.isfinite(m).any(axis=1)]
+    if m.size == 0:
+        nan = float("nan")
+        return nan, nan, nan
+    mean = float(np.nanmean(m))
+    if m.shape[1] == 1:
+        s = summarize(m[:, 0], n_boot=n_boot, seed=seed, ci=ci)
+        return mean, s.ci_low, s.ci_high
+    rng = np.random.default_rng(seed)
+    n_subjects, n_seeds = m.shape
+    cols = rng.integers(0, n_seeds, size=(int(n_boot), n_seeds))
+    rows = rng.integers(0, n_subjects, size=(int(n_boot), n_subjects))
+    boot = np.array([np.nanmean(m[np.ix_(r, c)]) for r, c in zip(rows, cols)])
+    lo, hi = _percentile_ci(boot, ci)
+    return mean, lo, hi

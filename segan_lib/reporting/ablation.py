@@ -1,12 +1,13 @@
 """The recipe ablation's table and figure, from saved runs (the plan: segan_lib.study.ablation_plan).
 
-Each model of each variant is scored on the test set on one field (the authors' centre 160 by default), read
-from the evaluation files `segan_lib.evaluation.evaluation_on_field` writes (a run validated on another field
-has its own file for this one), with the seed protocol of every table (segan_lib.metrics.seeds). Each variant is compared with the baseline (our old recipe) on
-the seed-averaged per-subject Dice differences, as the claims are: two-sided Wilcoxon with the project's
-zero rule, Holm over every comparison of the table, "higher" or "lower" only when the adjusted p is below
-CLAIM_ALPHA and the bootstrap interval of the mean difference excludes zero, otherwise "not decided at
-this size".
+Each model of each variant is scored on the test set on one field (the authors' centre 160 by default),
+read from the evaluation files `segan_lib.evaluation.evaluation_on_field` writes (a run validated on
+another field has its own file for this one), with the seed protocol of every table
+(segan_lib.metrics.seeds). Each variant is compared with the baseline (our old recipe) as the claims are:
+runs paired by training seed, two-sided Wilcoxon on the seed-averaged per-subject Dice differences with
+the project's zero rule, Holm over every comparison of the table, "higher" or "lower" only when the
+adjusted p is below CLAIM_ALPHA and the interval of the mean difference, resampling seeds and subjects,
+excludes zero, otherwise "not decided at this size".
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from segan_lib.reporting.tables import (Runs, _aligned_difference, claim_row, format_cell, seed_runs, seeded,
-                                        subject_values, verdict)
+from segan_lib.reporting.tables import (Runs, claim_row, format_cell, seed_paired_differences, seed_runs, seeded,
+                                        verdict)
 
 OUTPUT_NAMES = ("recipe_ablation.csv", "recipe_ablation.md", "recipe_ablation.png", "recipe_ablation.pdf")
 #: the settings of a run printed beside its variant: (column, section, key)
@@ -73,7 +74,6 @@ def ablation_table(runs: Mapping[str, Mapping[str, Runs]], labels: Mapping[str, 
     stem = {k: next(iter(s)) for k, s in stems.items()}
     rows = []
     for model in next(iter(runs.values())):
-        base = subject_values(runs[baseline][model], "dice", stem[(baseline, model)])
         for variant, models in runs.items():
             rs = models[model]
             s = seeded(rs, "dice", stem[(variant, model)])
@@ -84,7 +84,8 @@ def ablation_table(runs: Mapping[str, Mapping[str, Runs]], labels: Mapping[str, 
                 row.update({"difference to baseline": "(baseline)", "effect r": None, "p": None, "p (Holm)": None,
                             "verdict": ""})
             else:
-                d = _aligned_difference(subject_values(rs, "dice", stem[(variant, model)]), base)
+                d = seed_paired_differences(rs, runs[baseline][model], "dice", stem[(variant, model)],
+                                            stem[(baseline, model)])
                 c = claim_row(variant, d, "subjects", "")
                 row.update({"difference to baseline": c["difference"], "effect r": c["effect r"], "p": c["p"],
                             "_claim": c})

@@ -235,18 +235,39 @@ def val_dice_spread(history: pd.DataFrame, last: int = STABILITY_EPOCHS) -> tupl
     return (float(values.std(ddof=1)) if values.size >= 2 else float("nan")), int(values.size)
 
 
-def claim_row(claim: str, differences: np.ndarray, unit: str, evidence: str) -> dict:
-    """One claim's row before Holm: the paired differences (> 0: the claim's way) and their test."""
-    from segan_lib.metrics.statistics import wilcoxon_paired
-    from segan_lib.metrics.summary import summarize
+def seed_paired_differences(runs_a: Runs, runs_b: Runs, metric: str = "dice", name_a: str = "eval_test",
+                            name_b: str | None = None) -> pd.DataFrame:
+    """Per-subject differences a - b of two models' runs paired by training seed: subjects x seeds (index
+    case_id, one column per seed both have; subjects both have)."""
+    a = per_subject(runs_a, name_a).pivot(index="case_id", columns="seed", values=metric)
+    b = per_subject(runs_b, name_b or name_a).pivot(index="case_id", columns="seed", values=metric)
+    seeds = [s for s in a.columns if s in b.columns]
+    subjects = a.index.intersection(b.index)
+    return a.loc[subjects, seeds] - b.loc[subjects, seeds]
 
-    d = np.asarray(differences, dtype=float)
-    d = d[np.isfinite(d)]
+
+def claim_row(claim: str, differences, unit: str, evidence: str) -> dict:
+    """One claim's row before Holm: the paired differences (> 0: the claim's way) and their test.
+
+    differences: one value per subject (or seed), or a subjects x seeds table of two models paired by
+    training seed (`seed_paired_differences`). The Wilcoxon test is on each subject's seed-averaged
+    difference; the interval of the mean difference resamples the seeds as well as the subjects when there
+    are several (`metrics.seeds.two_level_bootstrap`), so a difference that changes sign between seeds
+    is not decided however many subjects agree on its average.
+    """
+    from segan_lib.metrics.seeds import two_level_bootstrap
+    from segan_lib.metrics.statistics import wilcoxon_paired
+
+    table = np.asarray(differences, dtype=float)
+    table = table.reshape(-1, 1) if table.ndim == 1 else table
+    table = table[np.isfinite(table).any(axis=1)]
+    d = np.nanmean(table, axis=1) if table.size else np.zeros(0)
     test = wilcoxon_paired(d, np.zeros_like(d))
-    s = summarize(d)
-    diff = (f"{s.mean:+.3f} [{s.ci_low:+.3f}, {s.ci_high:+.3f}]" if d.size else "–")
-    return {"claim": claim, "difference": diff, "n": f"{d.size} {unit}", "effect r": test.effect_r, "p": test.p,
-            "evidence": evidence, "_mean": s.mean, "_ci": (s.ci_low, s.ci_high)}
+    mean, low, high = two_level_bootstrap(table) if table.size else (float("nan"),) * 3
+    diff = (f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]" if d.size else "–")
+    n = f"{d.size} {unit}" + (f" x {table.shape[1]} seeds" if table.shape[1] > 1 else "")
+    return {"claim": claim, "difference": diff, "n": n, "effect r": test.effect_r, "p": test.p,
+            "evidence": evidence, "_mean": mean, "_ci": (low, high)}
 
 
 def verdict(row: dict) -> str:
@@ -272,6 +293,21 @@ def _pair_scores(t2: Mapping[str, Runs]) -> dict[tuple[str, str], pd.Series]:
     return {(a, b): (on[(a, b)] + on[(b, a)]).dropna() / 2 for i, a in enumerate(names) for b in names[i + 1:]}
 
 
+def _pair_scores_per_seed(t2: Mapping[str, Runs]) -> dict[tuple[str, str], pd.DataFrame]:
+    """`_pair_scores` for each training seed the models share: subjects x seeds, each cell the mean of the
+    seed's two directions."""
+    names = list(t2)
+    on = {(s, t): per_subject(t2[s], _eval_name(on=(t,), trained_on=(s,))).pivot(
+        index="case_id", columns="seed", values="dice") for s in names for t in names}
+    seeds = sorted(set.intersection(*(set(v.columns) for v in on.values())))
+    out = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = (on[(a, b)][seeds] + on[(b, a)][seeds]) / 2
+            out[(a, b)] = both.dropna(how="all")
+    return out
+
+
 def claims_table(table1_runs: Mapping[str, Runs], table2_runs: Mapping[str, Runs],
                  table3_runs: Mapping[str, Runs]) -> pd.DataFrame:
     """Each of the paper's claims decided on the saved runs (see the module docstring), with its evidence.
@@ -288,7 +324,7 @@ def claims_table(table1_runs: Mapping[str, Runs], table2_runs: Mapping[str, Runs
     if io is not None and dice is not None:
         a, b = subject_values(io), subject_values(dice)
         rows.append(claim_row("concatenation beats masking (SegAN_IO vs SegAN, four contrasts)",
-                           _aligned_difference(a, b), "subjects",
+                           seed_paired_differences(io, dice), "subjects",
                            f"test Dice {a.mean():.3f} vs {b.mean():.3f} (SegAN_IO - SegAN with Dice)"))
     if dice is not None and nodice is not None:
         # judged on stability, as the claim says: per seed, the spread of the validation Dice at the end of
@@ -309,7 +345,7 @@ def claims_table(table1_runs: Mapping[str, Runs], table2_runs: Mapping[str, Runs
     if "flair" in t2 and len(t2) > 1:
         means = {k: subject_values(v) for k, v in t2.items()}
         other = max((k for k in means if k != "flair"), key=lambda k: means[k].mean())
-        rows.append(claim_row("FLAIR is the strongest single contrast", _aligned_difference(means["flair"], means[other]),
+        rows.append(claim_row("FLAIR is the strongest single contrast", seed_paired_differences(t2["flair"], t2[other]),
                            "subjects", ", ".join(f"{CONTRAST_NAMES[k]} {v.mean():.3f}" for k, v in means.items())
                            + f" (FLAIR - {CONTRAST_NAMES[other]}, the strongest other)"))
     if {"t2", "flair"} <= set(t2) and len(t2) > 2:
@@ -317,7 +353,8 @@ def claims_table(table1_runs: Mapping[str, Runs], table2_runs: Mapping[str, Runs
         key = next(p for p in pairs if set(p) == {"t2", "flair"})
         other = max((p for p in pairs if p != key), key=lambda p: pairs[p].mean())
         title = lambda p: f"{CONTRAST_NAMES[p[0]]}<->{CONTRAST_NAMES[p[1]]}"
-        rows.append(claim_row("T2 <-> FLAIR transfer best", _aligned_difference(pairs[key], pairs[other]), "subjects",
+        per_seed = _pair_scores_per_seed(t2)
+        rows.append(claim_row("T2 <-> FLAIR transfer best", per_seed[key] - per_seed[other], "subjects",
                            "mean of both directions: " + ", ".join(
                                f"{title(p)} {v.mean():.3f}" for p, v in sorted(pairs.items(), key=lambda kv: -kv[1].mean()))
                            + f" (T2<->FLAIR - {title(other)}, the best other pair)"))
@@ -326,7 +363,7 @@ def claims_table(table1_runs: Mapping[str, Runs], table2_runs: Mapping[str, Runs
         if (target, "full") in t3 and (target, "seg") in t3:
             seg, full = subject_values(t3[(target, "seg")]), subject_values(t3[(target, "full")])
             rows.append(claim_row(f"freezing the critic helps on {CONTRAST_NAMES[target]} (Seg. vs Full)",
-                               _aligned_difference(seg, full), "subjects",
+                               seed_paired_differences(t3[(target, "seg")], t3[(target, "full")]), "subjects",
                                f"test Dice Seg. {seg.mean():.3f} vs Full {full.mean():.3f}"))
     from segan_lib.metrics.statistics import holm
 

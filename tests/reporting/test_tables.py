@@ -267,6 +267,27 @@ def test_a_claim_whose_interval_straddles_zero_is_not_decided(root):
     assert low < 0 < high and row["p"] > 0.05
 
 
+def test_a_claim_whose_seeds_disagree_is_not_decided_though_every_subject_agrees(root):
+    """Three seeds, on every subject SegAN_IO +0.02, +0.02 and -0.01 against SegAN: each subject's seed-averaged
+    difference is +0.01 (the Wilcoxon p as small as 12 subjects allow), but one seed's models rank the other way."""
+    for seed, shift in enumerate((0.02, 0.02, -0.01)):
+        write_run(root, f"io_s{seed}", BASE + shift, seed=seed)
+        write_run(root, f"dice_s{seed}", BASE, seed=seed)
+    row = T.claims_table({"SegAN_IO (concat)": [f"io_s{s}" for s in range(3)],
+                          "SegAN with Dice": [f"dice_s{s}" for s in range(3)]}, {}, {}).iloc[0]
+    assert row["n"] == f"{N} subjects x 3 seeds" and row["p"] < 0.001
+    assert row["holds here"] == T.UNDECIDED
+    # the interval's bounds: only the third seed drawn (1/27 of the resamples) gives -0.01, never the second
+    # alone more than +0.02
+    assert row["difference"] == "+0.010 [-0.010, +0.020]"
+    # the same differences, all seeds agreeing: decided
+    for seed in range(3):
+        write_run(root, f"io2_s{seed}", BASE + 0.01, seed=seed)
+    row = T.claims_table({"SegAN_IO (concat)": [f"io2_s{s}" for s in range(3)],
+                          "SegAN with Dice": [f"dice_s{s}" for s in range(3)]}, {}, {}).iloc[0]
+    assert row["holds here"] == "yes" and row["difference"] == "+0.010 [+0.010, +0.010]"
+
+
 def test_the_dice_term_claim_is_judged_on_the_spread_of_validation_dice(root):
     claims = T.claims_table(*_claims_project(root)).set_index("claim")
     row = claims.loc["the Dice term stabilises adversarial training (SegAN with vs without Dice)"]
