@@ -11,7 +11,6 @@ excludes zero, otherwise "not decided at this size".
 """
 from __future__ import annotations
 
-import json
 from typing import Mapping
 
 import numpy as np
@@ -46,11 +45,11 @@ def _settings(run: Runs) -> dict:
     """The recipe settings of a model's runs (they must agree across its seeds)."""
     from segan_lib.config import profile_from_dict
     from segan_lib.errors import SeganError
+    from segan_lib.run_files import read_settings
 
     values = []
     for run_dir in seed_runs(run):
-        profile = profile_from_dict(json.loads((run_dir / "settings.json").read_text())["profile"],
-                                    where=str(run_dir / "settings.json")).to_dict()
+        profile = profile_from_dict(read_settings(run_dir)["profile"], where=str(run_dir / "settings.json")).to_dict()
         values.append({c: profile[s][k] for c, s, k in SETTING_COLUMNS})
     if any(v != values[0] for v in values):
         raise SeganError(f"the runs {[r.name for r in seed_runs(run)]} of one ablation model differ in their "

@@ -9,10 +9,11 @@ A model of a table is one run folder or a list of them, one per training seed. E
 follows the seed protocol of `segan_lib.metrics.seeds`: each test subject's value averaged
 over the seeds, the mean over subjects with its bootstrap 95% CI, and "±" the SD over seeds
 of the per-seed mean (absent with one seed). The claims table decides each of the paper's
-claims on the seed-averaged per-subject differences: two-sided Wilcoxon signed-rank test (the
-project's zero rule), Holm over the claims, effect size and n printed; "yes" or "no" only
-when the Holm-adjusted p is below CLAIM_ALPHA and the bootstrap interval of the mean
-difference excludes zero, otherwise "not decided at this size".
+claims on the differences of two models' runs paired by training seed: two-sided Wilcoxon
+signed-rank test on the seed-averaged per-subject differences (the project's zero rule), Holm
+over the claims, effect size and n printed; "yes" or "no" only when the Holm-adjusted p is
+below CLAIM_ALPHA and the interval of the mean difference, resampling seeds and subjects
+(metrics.seeds.two_level_bootstrap), excludes zero, otherwise "not decided at this size".
 """
 from __future__ import annotations
 
@@ -286,26 +287,15 @@ def _seed_pairs(runs_a: Runs, runs_b: Runs) -> list[tuple[Path, Path]]:
     return [(a[k], b[k]) for k in sorted(set(a) & set(b))]
 
 
-def _pair_scores(t2: Mapping[str, Runs]) -> dict[tuple[str, str], pd.Series]:
-    """Per subject, the mean of both directions of each pair of single-contrast models (seed-averaged)."""
-    names = list(t2)
-    on = {(s, t): subject_values(t2[s], "dice", _eval_name(on=(t,), trained_on=(s,))) for s in names for t in names}
-    return {(a, b): (on[(a, b)] + on[(b, a)]).dropna() / 2 for i, a in enumerate(names) for b in names[i + 1:]}
-
-
-def _pair_scores_per_seed(t2: Mapping[str, Runs]) -> dict[tuple[str, str], pd.DataFrame]:
-    """`_pair_scores` for each training seed the models share: subjects x seeds, each cell the mean of the
-    seed's two directions."""
+def _pair_scores(t2: Mapping[str, Runs]) -> dict[tuple[str, str], pd.DataFrame]:
+    """Per subject and training seed the models share, the mean of both directions of each pair of
+    single-contrast models: subjects x seeds (its row means are the seed-averaged pair scores)."""
     names = list(t2)
     on = {(s, t): per_subject(t2[s], _eval_name(on=(t,), trained_on=(s,))).pivot(
         index="case_id", columns="seed", values="dice") for s in names for t in names}
     seeds = sorted(set.intersection(*(set(v.columns) for v in on.values())))
-    out = {}
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            both = (on[(a, b)][seeds] + on[(b, a)][seeds]) / 2
-            out[(a, b)] = both.dropna(how="all")
-    return out
+    return {(a, b): ((on[(a, b)][seeds] + on[(b, a)][seeds]) / 2).dropna(how="all")
+            for i, a in enumerate(names) for b in names[i + 1:]}
 
 
 def claims_table(table1_runs: Mapping[str, Runs], table2_runs: Mapping[str, Runs],
@@ -349,11 +339,11 @@ def claims_table(table1_runs: Mapping[str, Runs], table2_runs: Mapping[str, Runs
                            "subjects", ", ".join(f"{CONTRAST_NAMES[k]} {v.mean():.3f}" for k, v in means.items())
                            + f" (FLAIR - {CONTRAST_NAMES[other]}, the strongest other)"))
     if {"t2", "flair"} <= set(t2) and len(t2) > 2:
-        pairs = _pair_scores(t2)
+        per_seed = _pair_scores(t2)
+        pairs = {p: v.mean(axis=1) for p, v in per_seed.items()}  # seed-averaged, per subject
         key = next(p for p in pairs if set(p) == {"t2", "flair"})
         other = max((p for p in pairs if p != key), key=lambda p: pairs[p].mean())
         title = lambda p: f"{CONTRAST_NAMES[p[0]]}<->{CONTRAST_NAMES[p[1]]}"
-        per_seed = _pair_scores_per_seed(t2)
         rows.append(claim_row("T2 <-> FLAIR transfer best", per_seed[key] - per_seed[other], "subjects",
                            "mean of both directions: " + ", ".join(
                                f"{title(p)} {v.mean():.3f}" for p, v in sorted(pairs.items(), key=lambda kv: -kv[1].mean()))
