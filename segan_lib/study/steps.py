@@ -163,10 +163,18 @@ def _phantom_step(profile: Profile) -> Step:
                       "voxel_size": profile.data.phantom_voxel_size}
 
     def run_phantom(step: Step, run_dir: Path) -> list[Path]:
-        from segan_lib.data.phantom import generate_phantom
+        from segan_lib.data.phantom import GENERATOR_VERSION, generate_phantom
 
+        # a phantom an older generator made is remade (the study's own data, nothing else is in that folder);
+        # one of other parameters stays an error: it may be a folder the user made on purpose
+        meta_path = data_root / "phantom.json"
+        made_by = json.loads(meta_path.read_text()).get("generator_version") if meta_path.is_file() else None
+        remake = made_by is not None and made_by != GENERATOR_VERSION
+        if remake:
+            print(f"phantom: {data_root} was made by generator version {made_by}; remaking it with version "
+                  f"{GENERATOR_VERSION}", flush=True)
         generate_phantom(data_root, n=phantom_params["n"], seed=phantom_params["seed"],
-                         voxel_size=phantom_params["voxel_size"], progress=True, workers=2)
+                         voxel_size=phantom_params["voxel_size"], overwrite=remake, progress=True, workers=2)
         return [data_root / "phantom.json", data_root / "grades.csv"]
 
     return Step("phantom", "generate the embedded phantom data set", phantom_params, run_phantom)

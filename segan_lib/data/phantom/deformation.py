@@ -17,6 +17,9 @@ from segan_lib.data.phantom.fields import _control_shape, _resize
 from segan_lib.data.phantom.geometry import BRATS_SHAPE, _rotation
 from segan_lib.errors import DataError
 
+#: exponent applied to the GM/WM/CSF probabilities before they are normalised (1: the template's own)
+TISSUE_SHARPENING = 2.0
+
 @dataclass
 class _Tissues:
     """Deformed tissue probabilities in the subject's brain bounding box (sum to 1 inside `brain`)."""
@@ -114,8 +117,13 @@ def _deform_anatomy(rng: np.random.Generator, anat: _Anatomy) -> _Tissues:
     del coords, points
     brain = mask > 0.5
     csf = np.clip(mask - gm - wm, 0.0, 1.0)
+    # the template's maps are an average over 152 brains, softer than one brain's partial volumes:
+    # raising them to a power before normalising narrows the mixed border (calibrated against real
+    # BRATS: CSF / white matter on T1c was 0.52 here against 0.30 on the real cases)
+    for a in (gm, wm, csf):
+        a **= TISSUE_SHARPENING
     total = gm + wm + csf
-    np.maximum(total, 1e-3, out=total)
+    np.maximum(total, 1e-6, out=total)
     for a in (gm, wm, csf):
         a /= total
         a[~brain] = 0.0

@@ -48,7 +48,7 @@ def make_subject(seed: int, index: int, grade: str, voxel_size: float = 1.0) -> 
     rng_deform, rng_tumour, rng_contrast = _subject_streams(seed, index)
     tissues = _deform_anatomy(rng_deform, anat)
     tumours = _make_tumours(rng_tumour, tissues, grade, anat.voxel_size)
-    box_images = _render_contrasts(rng_contrast, tissues, tumours, grade, anat.voxel_size)
+    box_images = _render_contrasts(rng_contrast, tissues, tumours, anat.voxel_size)
 
     images = {}
     for name, box in box_images.items():

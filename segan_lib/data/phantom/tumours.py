@@ -17,6 +17,15 @@ from segan_lib.data.phantom.fields import _control_shape, _quantile_threshold, _
 from segan_lib.data.phantom.geometry import _rotation
 
 LABEL_NECROTIC, LABEL_OEDEMA, LABEL_ENHANCING = 1, 2, 4
+#: grade -> range (ml) of the whole tumour, drawn log-uniformly. High grade was (15, 150) until the
+#: phantom was held against real BRATS: its tumours were half the real cases' volume (68 against 147 ml).
+WHOLE_TUMOUR_ML = {"HGG": (30.0, 250.0), "LGG": (10.0, 100.0)}
+#: grade -> (amplitude of the lobes, of the fine roughness) added to the blob field; high grade was
+#: (0.25, 0.07), rougher than the real cases (surface to volume 0.35 against 0.22 per mm)
+SHAPE_NOISE = {"HGG": (0.15, 0.05), "LGG": (0.4, 0.1)}
+#: range of the share of a high-grade core's non-enhancing voxels that are necrotic; the rest is
+#: solid non-enhancing tumour (BRATS 2015's label 3, merged into label 1 from BraTS 2017 on)
+NECROTIC_SHARE = (0.2, 0.8)
 
 
 @dataclass
@@ -35,7 +44,8 @@ class _TumourMaps:
     label: np.ndarray  # uint8
     oedema: np.ndarray  # float32 weights
     enhancing: np.ndarray
-    core: np.ndarray  # necrosis (HGG) or non-enhancing core (LGG)
+    core: np.ndarray  # the non-enhancing part of the core (label 1)
+    necrotic: np.ndarray  # share of `core` that is necrosis; the rest is solid non-enhancing tumour (0 in LGG)
     texture: np.ndarray  # smooth unit-std noise inside the tumour boxes
 
 
@@ -45,10 +55,8 @@ def _draw_tumour_specs(rng: np.random.Generator, tissues: _Tissues, grade: str, 
     if len(candidates) == 0:  # cannot happen with the MNI anatomy; keep a sane fallback
         candidates = np.argwhere(tissues.brain[:: tissues.allowed_step, :: tissues.allowed_step, :: tissues.allowed_step])
     n_tumours = 2 if rng.random() < 0.15 else 1
-    if grade == "HGG":
-        total_ml = float(np.exp(rng.uniform(np.log(15.0), np.log(150.0))))
-    else:
-        total_ml = float(np.exp(rng.uniform(np.log(10.0), np.log(100.0))))
+    low, high = WHOLE_TUMOUR_ML[grade]
+    total_ml = float(np.exp(rng.uniform(np.log(low), np.log(high))))
     volumes = [total_ml] if n_tumours == 1 else [total_ml * 0.7, total_ml * 0.3]
     specs: list[_TumourSpec] = []
     for volume in volumes:
@@ -104,7 +112,7 @@ def _tumour_fields(rng: np.random.Generator, spec: _TumourSpec, lo: np.ndarray, 
     offsets = [((np.linspace(lo[a], hi[a] - 1, work[a]) - spec.centre[a]) * s).reshape(
         [-1 if b == a else 1 for b in range(3)]) for a in range(3)]
     blobs, r_mean = _blob_field(rng, offsets, radius_core)
-    lobes, rough = (0.25, 0.07) if spec.grade == "HGG" else (0.4, 0.1)  # low grade: less round, diffuse
+    lobes, rough = SHAPE_NOISE[spec.grade]  # low grade: less round, diffuse
     g = blobs + lobes * _smooth_noise(rng, work, 0.6 * radius_core / h) + rough * _smooth_noise(rng, work, 5.0 / h)
     oedema_noise = _smooth_noise(rng, work, 7.0 / h)
     core_noise = _smooth_noise(rng, work, max(0.5 * radius_core, 4.0) / h)
@@ -164,13 +172,26 @@ def _make_tumour(rng: np.random.Generator, spec: _TumourSpec, tissues: _Tissues,
     label = np.where(kept, LABEL_OEDEMA, 0).astype(np.uint8)
     label[core & (s_enh > 0.5)] = LABEL_ENHANCING
     label[core & (s_enh <= 0.5)] = LABEL_NECROTIC
-    weights = {"enhancing": s_core * s_enh, "core": s_core * (1.0 - s_enh), "oedema": s_oedema}
+    weights = {"enhancing": s_core * s_enh, "core": s_core * (1.0 - s_enh), "oedema": s_oedema,
+               "necrotic": _necrotic_share(rng, spec, g, core_noise, core & (s_enh <= 0.5), width)}
     return sub, label, weights, texture
+
+
+def _necrotic_share(rng: np.random.Generator, spec: _TumourSpec, g: np.ndarray, core_noise: np.ndarray,
+                    non_enhancing: np.ndarray, width: float) -> np.ndarray:
+    """Soft share of necrosis in the non-enhancing core: in high grade, its centre-most part (patchy, by the
+    core noise) holding a drawn share of its voxels, the rest solid tumour; none in low grade."""
+    if spec.grade != "HGG" or not non_enhancing.any():
+        return np.zeros_like(g)
+    n = g - 0.4 * core_noise
+    share = rng.uniform(*NECROTIC_SHARE)
+    t_nec = _quantile_threshold(n[non_enhancing], int(round(share * non_enhancing.sum())))
+    return _sigmoid((n - t_nec) / width)
 
 
 def _make_tumours(rng: np.random.Generator, tissues: _Tissues, grade: str, s: float) -> _TumourMaps:
     shape = tissues.brain.shape
-    maps = _TumourMaps(np.zeros(shape, np.uint8), *(np.zeros(shape, np.float32) for _ in range(4)))
+    maps = _TumourMaps(np.zeros(shape, np.uint8), *(np.zeros(shape, np.float32) for _ in range(5)))
     rank = np.array([0, 2, 1, 0, 3], dtype=np.uint8)  # priority of labels 0, 1, 2, -, 4
     for spec in _draw_tumour_specs(rng, tissues, grade, s):
         sub, label, weights, texture = _make_tumour(rng, spec, tissues, s)
@@ -180,6 +201,7 @@ def _make_tumours(rng: np.random.Generator, tissues: _Tissues, grade: str, s: fl
             np.maximum(getattr(maps, name)[sub], weights[name], out=getattr(maps, name)[sub])
         inside = label > 0
         maps.texture[sub][inside] = texture[inside]
+        maps.necrotic[sub][inside] = weights["necrotic"][inside]
     total = maps.oedema + maps.enhancing + maps.core
     over = total > 1.0
     for name in ("oedema", "enhancing", "core"):

@@ -26,7 +26,7 @@ from segan_lib.errors import DataError
 #: file suffix of each contrast and of the label in the BraTS 2018-2021 layout
 FILE_SUFFIX: dict[str, str] = {"t1": "t1", "t1c": "t1ce", "t2": "t2", "flair": "flair", "label": "seg"}
 #: bump when the generator's output changes for the same parameters
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 def _nifti_gz_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
